@@ -1,0 +1,91 @@
+"""Command line: `duckdb-flight-server` / `python -m flight_server` reads the configuration and runs the server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+
+from . import __version__
+from .config import Config, ConfigError, add_arguments, load
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="duckdb-flight-server",
+                                     description="Arrow Flight SQL server for DuckDB.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        config = load(args, os.environ)
+        _check_environment(config)
+    except ConfigError as exc:
+        print(f"duckdb-flight-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(json.dumps(config.redacted(), indent=2))
+        return 0
+    return run(config)
+
+
+def _check_environment(config: Config) -> None:
+    path = config.database_path
+    if path != ":memory:":
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"DUCKDB_DATABASE_PATH: cannot create folder {folder}: {exc.strerror}") from None
+        if not os.access(folder, os.W_OK) and not config.read_only:
+            raise ConfigError(f"DUCKDB_DATABASE_PATH: folder {folder} is not writable")
+    try:
+        os.makedirs(config.data_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"FLIGHT_DATA_DIR: cannot create {config.data_dir}: {exc.strerror}") from None
+    if config.port:
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((config.host, config.port))
+            except OSError as exc:
+                raise ConfigError(f"FLIGHT_PORT: cannot listen on {config.host}:{config.port}: "
+                                  f"{exc.strerror}") from None
+
+
+def run(config: Config) -> int:
+    """Opens the database, starts serving, and shuts down cleanly on SIGTERM/SIGINT."""
+    import structlog
+
+    from . import logs
+    from .app import build_server
+
+    logs.configure(config.log_level)
+    log = structlog.get_logger("flight_server")
+    try:
+        server = build_server(config)
+    except Exception as exc:  # database cannot open, port taken after the check, ...
+        print(f"duckdb-flight-server: cannot start: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            os._exit(1)
+        log.info("shutting down", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("listening", location=config.location.replace(":0", f":{server.port}"), port=server.port,
+             database=config.database_path, version=__version__)
+    while not stop.wait(0.5):
+        pass
+    server.shutdown()
+    server.database.close()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,217 @@
+"""Server configuration: one frozen object built once at start-up from flags, env vars, a TOML file and defaults."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a bad value; the message names the setting and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable value: its flag/env/file key, type, default and help text."""
+
+    name: str  # attribute and TOML key
+    env: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+    secret: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)?\s*$", re.IGNORECASE)
+
+
+def _size(text: str) -> str:
+    if not _SIZE.match(text):
+        raise ValueError(f"{text!r} is not a size like '4GB' or '512MB'")
+    return text.strip().upper().replace(" ", "")
+
+
+def _bool(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError(f"{value} must be a positive whole number")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError(f"{value} must not be negative")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"{value} must not be negative")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{value} is not a TCP port (0-65535)")
+    return value
+
+
+def _percentage(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 100:
+        raise ValueError(f"{value} must be between 0 and 100")
+    return value
+
+
+def _log_level(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("debug", "info", "warning", "error"):
+        raise ValueError(f"{text!r} is not one of debug, info, warning, error")
+    return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "FLIGHT_HOST", "127.0.0.1", "Address to listen on."),
+    Setting("port", "FLIGHT_PORT", 31337, "gRPC port for Flight SQL.", _port),
+    Setting("data_dir", "FLIGHT_DATA_DIR", "data", "Folder for the database file and spill files."),
+    Setting("database", "DUCKDB_DATABASE_PATH", "", "DuckDB file to serve, or ':memory:' "
+            "(default: flight.duckdb in the data folder)."),
+    Setting("read_only", "DUCKDB_READ_ONLY", False, "Open the database read-only.", _bool),
+    Setting("memory_limit", "DUCKDB_MEMORY_LIMIT", "", "DuckDB memory_limit, e.g. '4GB' (default: DuckDB's).",
+            _size),
+    Setting("max_memory_percentage", "DUCKDB_MAX_MEMORY_PERCENTAGE", 80.0,
+            "Cap memory_limit at this percent of the memory available to the process.", _percentage),
+    Setting("worker_threads", "DUCKDB_WORKER_THREADS", 0, "DuckDB threads (0: one per core).",
+            _non_negative_int),
+    Setting("max_temp_directory_size", "DUCKDB_MAX_TEMP_DIRECTORY_SIZE", "",
+            "Cap on spill files in the data folder, e.g. '20GB'.", _size),
+    Setting("pool_size", "FLIGHT_POOL_SIZE", 64, "Most client sessions (DuckDB connections) at once.",
+            _positive_int),
+    Setting("session_idle_timeout", "FLIGHT_SESSION_IDLE_TIMEOUT", 900.0,
+            "Seconds before an idle session is closed and its transaction rolled back (0: never).",
+            _non_negative_float),
+    Setting("max_prepared_statements", "FLIGHT_MAX_PREPARED_STATEMENTS", 256,
+            "Prepared statements kept per session (oldest closed first).", _positive_int),
+    Setting("log_level", "FLIGHT_LOG_LEVEL", "info", "debug, info, warning or error.", _log_level),
+)
+
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration; validated, never read from the environment again."""
+
+    host: str = "127.0.0.1"
+    port: int = 31337
+    data_dir: str = "data"
+    database: str = ""
+    read_only: bool = False
+    memory_limit: str = ""
+    max_memory_percentage: float = 80.0
+    worker_threads: int = 0
+    max_temp_directory_size: str = ""
+    pool_size: int = 64
+    session_idle_timeout: float = 900.0
+    max_prepared_statements: int = 256
+    log_level: str = "info"
+
+    @property
+    def database_path(self) -> str:
+        if self.database:
+            return self.database
+        return os.path.join(self.data_dir, "flight.duckdb")
+
+    @property
+    def temp_directory(self) -> str:
+        return os.path.join(self.data_dir, "tmp")
+
+    @property
+    def location(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"grpc://{host}:{self.port}"
+
+    def redacted(self) -> dict[str, Any]:
+        secrets = {s.name for s in SETTINGS if s.secret}
+        return {k: ("***" if k in secrets and v else v) for k, v in dataclasses.asdict(self).items()}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="TOML file with settings (env: FLIGHT_CONFIG).")
+    parser.add_argument("--print-config", action="store_true",
+                        help="Print the effective configuration (secrets redacted) and exit.")
+    for setting in SETTINGS:
+        parser.add_argument(setting.flag, dest=setting.name, default=None, metavar="VALUE",
+                            help=f"{setting.help} [env {setting.env}; default {setting.default!r}]")
+
+
+def load(args: argparse.Namespace, environ: Mapping[str, str]) -> Config:
+    """Merges flag > env > file > default and validates every value."""
+    file_values = _read_file(getattr(args, "config", None) or environ.get("FLIGHT_CONFIG"))
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        flag_value = getattr(args, setting.name, None)
+        if flag_value is not None:
+            raw, source = flag_value, setting.flag
+        elif setting.env in environ:
+            raw, source = environ[setting.env], setting.env
+        elif setting.name in file_values:
+            raw, source = file_values[setting.name], f"{setting.name} in the config file"
+        else:
+            values[setting.name] = setting.default
+            continue
+        if raw == "" and setting.default in ("", None):
+            values[setting.name] = ""
+            continue
+        try:
+            values[setting.name] = setting.parse(str(raw)) if not isinstance(raw, bool) else raw
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return Config(**values)
+
+
+def _read_file(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"--config: {path} is not valid TOML: {exc}") from None
+    data = data.get("server", data)
+    known = {s.name for s in SETTINGS}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"--config: unknown setting(s) {', '.join(unknown)} in {path}")
+    return data
+
+
+def settings_table(settings: Sequence[Setting] = SETTINGS) -> str:
+    """The settings as a markdown table (for the README)."""
+    lines = ["| flag | env | default | meaning |", "|---|---|---|---|"]
+    for s in settings:
+        lines.append(f"| `{s.flag}` | `{s.env}` | `{s.default!r}` | {s.help} |")
+    return "\n".join(lines)

@@ -1,0 +1,69 @@
+"""Opens the one embedded DuckDB database the server serves, with its settings, and hands out connections."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from .errors import classify
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What the engine needs to open the database; built from the server's configuration."""
+
+    database_path: str = ":memory:"
+    memory_limit: str | None = None
+    threads: int | None = None
+    temp_directory: str | None = None
+    max_temp_directory_size: str | None = None
+    read_only: bool = False
+
+
+class Database:
+    """The embedded DuckDB instance; every session's connection is a cursor on it."""
+
+    def __init__(self, settings: EngineSettings):
+        self.settings = settings
+        config: dict[str, object] = {}
+        if settings.memory_limit:
+            config["memory_limit"] = settings.memory_limit
+        if settings.threads:
+            config["threads"] = settings.threads
+        if settings.temp_directory:
+            Path(settings.temp_directory).mkdir(parents=True, exist_ok=True)
+            config["temp_directory"] = settings.temp_directory
+        if settings.max_temp_directory_size:
+            config["max_temp_directory_size"] = settings.max_temp_directory_size
+        path = settings.database_path
+        if path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(path))
+            os.makedirs(parent, exist_ok=True)
+        try:
+            self._root = duckdb.connect(path, read_only=settings.read_only, config=config)
+        except Exception as exc:
+            raise classify(exc) from None
+
+    @property
+    def path(self) -> str:
+        return self.settings.database_path
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A new connection with its own transaction, temp tables and settings."""
+        return self._root.cursor()
+
+    def setting(self, name: str) -> str:
+        return self._root.execute("SELECT current_setting(?)", [name]).fetchone()[0]
+
+    def checkpoint(self) -> None:
+        if self.settings.database_path != ":memory:" and not self.settings.read_only:
+            self._root.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        try:
+            self.checkpoint()
+        finally:
+            self._root.close()

@@ -1,0 +1,99 @@
+"""Bulk ingest: streams client record batches into a table through DuckDB's Arrow scan, in one transaction."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from enum import Enum
+
+import duckdb
+import pyarrow as pa
+
+from .catalog import quote
+from .errors import AlreadyExistsError, NotFoundError, QueryError, classify
+
+
+class IfExists(Enum):
+    FAIL = "fail"
+    APPEND = "append"
+    REPLACE = "replace"
+
+
+class IfMissing(Enum):
+    CREATE = "create"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class IngestTarget:
+    """Where the rows go and what to do when the table is (or is not) there."""
+
+    table: str
+    schema: str | None = None
+    catalog: str | None = None
+    temporary: bool = False
+    if_exists: IfExists = IfExists.FAIL
+    if_missing: IfMissing = IfMissing.CREATE
+
+
+def ingest(conn: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, target: IngestTarget,
+           in_transaction: bool) -> int:
+    """Loads every batch of `reader` into the target; returns rows written. Nothing changes on failure."""
+    if not target.table:
+        raise QueryError("ingest needs a table name")
+    if target.temporary and target.catalog not in (None, "", "temp"):
+        raise QueryError("a temporary table lives in the 'temp' catalog; do not name another catalog")
+    catalog = "temp" if target.temporary else target.catalog
+    schema = target.schema or (None if catalog is None else "main")
+    name = ".".join(quote(part) for part in (catalog, schema, target.table) if part)
+    view = f"__flight_ingest_{secrets.token_hex(6)}"
+    own_transaction = not in_transaction
+    try:
+        if own_transaction:
+            conn.execute("BEGIN TRANSACTION")
+        exists = _exists(conn, catalog, schema, target.table)
+        if exists and target.if_exists is IfExists.FAIL:
+            raise AlreadyExistsError(f"table {name} already exists")
+        if not exists and target.if_missing is IfMissing.FAIL:
+            raise NotFoundError(f"table {name} does not exist")
+        conn.register(view, reader)
+        if exists and target.if_exists is IfExists.APPEND:
+            sql = f"INSERT INTO {name} BY NAME SELECT * FROM {view}"
+        else:
+            create = "CREATE OR REPLACE" if exists else "CREATE"
+            temp = " TEMPORARY" if target.temporary else ""
+            sql = f"{create}{temp} TABLE {name} AS SELECT * FROM {view}"
+        conn.execute(sql)
+        row = conn.fetchone()
+        count = int(row[0]) if row else 0
+        if own_transaction:
+            conn.execute("COMMIT")
+        return count
+    except Exception as exc:
+        if own_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:
+                pass
+        raise classify(exc) from None
+    finally:
+        try:
+            conn.unregister(view)
+        except Exception:
+            pass
+
+
+def _exists(conn: duckdb.DuckDBPyConnection, catalog: str | None, schema: str | None, table: str) -> bool:
+    sql = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?"
+    params: list[object] = [table]
+    if catalog:
+        sql += " AND database_name = ?"
+        params.append(catalog)
+    else:
+        sql += " AND database_name = current_database()"
+    if schema:
+        sql += " AND schema_name = ?"
+        params.append(schema)
+    else:
+        sql += " AND schema_name = current_schema()"
+    return conn.execute(sql, params).fetchone()[0] > 0

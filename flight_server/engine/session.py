@@ -1,0 +1,425 @@
+"""A client's session (its own DuckDB connection, prepared statements, transaction) and the bounded pool of them."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+from . import ingest, parameters, statements
+from .errors import InternalError, NotFoundError, QueryError, UnavailableError, classify
+
+
+@dataclass
+class PreparedStatement:
+    """A parsed statement kept by handle; parameters bound by DoPut wait here until execution."""
+
+    handle: bytes
+    sql: str
+    parsed: statements.Parsed
+    dataset_schema: pa.Schema | None
+    bound: pa.Table | None = None
+
+    @property
+    def is_update(self) -> bool:
+        return not self.parsed.is_query
+
+    def parameter_schema(self) -> pa.Schema:
+        """DuckDB does not expose parameter types before binding, so parameters are announced untyped."""
+        count = self.parsed.parameter_count
+        return pa.schema([pa.field(f"${index + 1}", pa.null()) for index in range(count)])
+
+
+@dataclass
+class Session:
+    """One client's DuckDB connection with everything that lives as long as it does."""
+
+    session_id: str
+    conn: duckdb.DuckDBPyConnection
+    max_prepared: int = 256
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    prepared: OrderedDict[bytes, PreparedStatement] = field(default_factory=OrderedDict)
+    parked: OrderedDict[bytes, object] = field(default_factory=OrderedDict)
+    transaction_id: bytes | None = None
+    options: dict[str, object] = field(default_factory=dict)
+    last_used: float = field(default_factory=time.monotonic)
+    closed: bool = False
+
+    # -- the connection ---------------------------------------------------
+
+    @contextlib.contextmanager
+    def busy(self):
+        """Holds the connection for one operation; parked results not yet streamed are read into memory
+        first, since DuckDB ends a connection's open result when it runs the next statement."""
+        with self.lock:
+            if self.closed:
+                raise UnavailableError("session is closed")
+            for handle, reader in list(self.parked.items()):
+                if not isinstance(reader, _Materialized):
+                    self.parked[handle] = _Materialized(reader.read_all())
+            self.touch()
+            yield self.conn
+
+    def park(self, reader: pa.RecordBatchReader) -> bytes:
+        """Keeps a result stream until the client fetches it with DoGet; returns its handle."""
+        with self.lock:
+            handle = secrets.token_bytes(16)
+            self.parked[handle] = reader
+            while len(self.parked) > _MAX_PARKED:
+                _, old = self.parked.popitem(last=False)
+                _close_quietly(old)
+            return handle
+
+    def take(self, handle: bytes) -> pa.RecordBatchReader:
+        """Hands a parked result over for streaming (once)."""
+        with self.lock:
+            reader = self.parked.pop(handle, None)
+        if reader is None:
+            raise NotFoundError("result ticket not found (already fetched, cancelled or expired)")
+        return reader.to_reader() if isinstance(reader, _Materialized) else reader
+
+    def cancel(self, handle: bytes) -> bool:
+        """Drops a parked result and interrupts whatever the connection is running."""
+        with self.lock:
+            reader = self.parked.pop(handle, None)
+        self.interrupt()
+        if reader is not None:
+            _close_quietly(reader)
+        return reader is not None
+
+    # -- statements -------------------------------------------------------
+
+    def execute(self, sql: str, transaction_id: bytes | None = None) -> statements.Outcome:
+        """Runs SQL now (DDL and DML take effect here) and returns its result stream."""
+        parsed = statements.parse(sql)
+        with self.busy():
+            self._check_transaction(transaction_id)
+            return statements.run(self.conn, parsed)
+
+    def execute_update(self, sql: str, transaction_id: bytes | None = None) -> int:
+        parsed = statements.parse(sql)
+        with self.busy():
+            self._check_transaction(transaction_id)
+            return statements.run_update(self.conn, parsed)
+
+    def schema_of(self, sql: str) -> pa.Schema | None:
+        """The result schema of a query without running it (None when it cannot be known beforehand)."""
+        parsed = statements.parse(sql)
+        with self.busy():
+            return statements.query_schema(self.conn, parsed)
+
+    # -- prepared statements ----------------------------------------------
+
+    def prepare(self, sql: str, transaction_id: bytes | None = None) -> PreparedStatement:
+        parsed = statements.parse(sql)
+        with self.busy():
+            self._check_transaction(transaction_id)
+            schema = statements.query_schema(self.conn, parsed)
+            handle = secrets.token_bytes(16)
+            prepared = PreparedStatement(handle=handle, sql=sql, parsed=parsed, dataset_schema=schema)
+            self.prepared[handle] = prepared
+            while len(self.prepared) > self.max_prepared:
+                self.prepared.popitem(last=False)
+            return prepared
+
+    def get_prepared(self, handle: bytes) -> PreparedStatement:
+        with self.lock:
+            prepared = self.prepared.get(handle)
+            if prepared is None:
+                raise NotFoundError("prepared statement handle not found (closed, expired or from another session)")
+            self.prepared.move_to_end(handle)
+            return prepared
+
+    def close_prepared(self, handle: bytes) -> None:
+        with self.lock:
+            self.prepared.pop(handle, None)
+
+    def bind(self, handle: bytes, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> None:
+        """Keeps parameter rows sent with DoPut for the next execution of the prepared statement."""
+        prepared = self.get_prepared(handle)
+        table = pa.Table.from_batches(list(batches), schema=schema)
+        expected = prepared.parsed.parameter_count
+        if table.num_columns != expected:
+            raise QueryError(f"statement takes {expected} parameter(s) but {table.num_columns} were bound")
+        prepared.bound = table
+
+    def execute_prepared(self, handle: bytes) -> statements.Outcome:
+        """Runs a prepared query once per bound parameter row (once with none bound)."""
+        prepared = self.get_prepared(handle)
+        with self.busy():
+            rows = self._parameter_rows(prepared)
+            if len(rows) <= 1:
+                return statements.run(self.conn, prepared.parsed, rows[0] if rows else None)
+            tables = []
+            for row in rows:
+                outcome = statements.run(self.conn, prepared.parsed, row)
+                tables.append(outcome.reader.read_all())
+            table = pa.concat_tables(tables)
+            return statements.Outcome(reader=table.to_reader(), rowcount=-1)
+
+    def execute_prepared_update(self, handle: bytes, batches: Iterable[pa.RecordBatch] | None = None,
+                                schema: pa.Schema | None = None) -> int:
+        """Runs a prepared update once per parameter row, atomically; the count is the sum."""
+        prepared = self.get_prepared(handle)
+        with self.busy():
+            if batches is not None and schema is not None:
+                table = pa.Table.from_batches(list(batches), schema=schema)
+                rows = list(parameters.rows(table)) if table.num_columns else []
+            else:
+                rows = self._parameter_rows(prepared)
+            if len(rows) <= 1:
+                return statements.run_update(self.conn, prepared.parsed, rows[0] if rows else None)
+            return self._run_many(prepared.parsed, rows)
+
+    def _run_many(self, parsed: statements.Parsed, rows: Sequence[Sequence[object]]) -> int:
+        own_transaction = self._try_begin()
+        try:
+            total = 0
+            for row in rows:
+                total += statements.run_update(self.conn, parsed, row)
+            if own_transaction:
+                self.conn.execute("COMMIT")
+            return total
+        except Exception as exc:
+            if own_transaction:
+                self._quiet_rollback()
+            raise classify(exc) from None
+
+    def _parameter_rows(self, prepared: PreparedStatement) -> list[list[object]]:
+        if prepared.bound is None or prepared.bound.num_columns == 0:
+            if prepared.parsed.parameter_count:
+                raise QueryError(
+                    f"statement takes {prepared.parsed.parameter_count} parameter(s) but none were bound")
+            return []
+        return list(parameters.rows(prepared.bound))
+
+    # -- transactions -----------------------------------------------------
+
+    def begin(self) -> bytes:
+        with self.busy():
+            if self.transaction_id is not None:
+                raise QueryError("a transaction is already open on this session")
+            try:
+                self.conn.execute("BEGIN TRANSACTION")
+            except Exception as exc:
+                raise classify(exc) from None
+            self.transaction_id = secrets.token_bytes(16)
+            return self.transaction_id
+
+    def end(self, transaction_id: bytes, commit: bool) -> None:
+        with self.busy():
+            if self.transaction_id is None or transaction_id != self.transaction_id:
+                raise NotFoundError("transaction not found (already ended, expired or from another session)")
+            self.transaction_id = None
+            try:
+                self.conn.execute("COMMIT" if commit else "ROLLBACK")
+            except Exception as exc:
+                self._quiet_rollback()
+                raise classify(exc) from None
+
+    def _check_transaction(self, transaction_id: bytes | None) -> None:
+        if transaction_id and transaction_id != self.transaction_id:
+            raise NotFoundError("transaction not found (already ended, expired or from another session)")
+
+    def _try_begin(self) -> bool:
+        """Opens a transaction unless one is already open (by BeginTransaction or by SQL)."""
+        if self.transaction_id is not None:
+            return False
+        try:
+            self.conn.execute("BEGIN TRANSACTION")
+            return True
+        except duckdb.TransactionException:
+            return False
+
+    def _quiet_rollback(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except Exception:
+            pass
+
+    # -- catalog and schema -----------------------------------------------
+
+    def current_catalog(self) -> str:
+        with self.busy():
+            return self.conn.execute("SELECT current_database()").fetchone()[0]
+
+    def current_schema(self) -> str:
+        with self.busy():
+            return self.conn.execute("SELECT current_schema()").fetchone()[0]
+
+    def use(self, catalog: str | None = None, schema: str | None = None) -> None:
+        """Switches the default catalog and/or schema; an unknown one raises NotFoundError."""
+        with self.busy():
+            catalog = catalog or self.current_catalog()
+            schema = schema or ("main" if catalog != self.current_catalog() else self.current_schema())
+            found = self.conn.execute(
+                "SELECT count(*) FROM duckdb_schemas() WHERE database_name = ? AND schema_name = ?",
+                [catalog, schema]).fetchone()[0]
+            if not found:
+                raise NotFoundError(f"catalog {catalog!r} with schema {schema!r} does not exist")
+            self.conn.execute(f"USE {_quote(catalog)}.{_quote(schema)}")
+
+    # -- lifetime ---------------------------------------------------------
+
+    def interrupt(self) -> None:
+        try:
+            self.conn.interrupt()
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        """Rolls back anything open and closes the connection."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self.transaction_id is not None:
+                self._quiet_rollback()
+                self.transaction_id = None
+            self.prepared.clear()
+            for reader in self.parked.values():
+                _close_quietly(reader)
+            self.parked.clear()
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+
+_MAX_PARKED = 16
+
+
+class _Materialized:
+    """A parked result read into memory because the connection had to run something else first."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+
+    def to_reader(self) -> pa.RecordBatchReader:
+        return self.table.to_reader()
+
+    def close(self) -> None:
+        self.table = None
+
+
+def _close_quietly(reader) -> None:
+    try:
+        reader.close()
+    except Exception:
+        pass
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class SessionPool:
+    """At most `max_sessions` live sessions, each owning one DuckDB connection; idle ones expire."""
+
+    def __init__(self, connect: Callable[[], duckdb.DuckDBPyConnection], max_sessions: int,
+                 idle_timeout: float, max_prepared: int = 256):
+        self._connect = connect
+        self.max_sessions = max_sessions
+        self.idle_timeout = idle_timeout
+        self.max_prepared = max_prepared
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.idle_timeout > 0:
+            self._reaper = threading.Thread(target=self._reap_loop, name="session-reaper", daemon=True)
+            self._reaper.start()
+
+    def get(self, key: str) -> Session:
+        """The session for a client key, created (with a fresh connection) on first use."""
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is not None and not session.closed:
+                session.touch()
+                return session
+            if len(self._sessions) >= self.max_sessions:
+                self._expire_locked(time.monotonic())
+            if len(self._sessions) >= self.max_sessions:
+                raise UnavailableError(
+                    f"session limit reached: {len(self._sessions)} of {self.max_sessions} connections in use "
+                    "(raise --pool-size or close idle clients)")
+            try:
+                conn = self._connect()
+            except Exception as exc:
+                raise InternalError(f"could not open a DuckDB connection: {exc}") from None
+            session = Session(session_id=f"s{next(self._ids)}", conn=conn, max_prepared=self.max_prepared)
+            self._sessions[key] = session
+            return session
+
+    def find(self, key: str) -> Session | None:
+        with self._lock:
+            return self._sessions.get(key)
+
+    def close(self, key: str) -> bool:
+        with self._lock:
+            session = self._sessions.pop(key, None)
+        if session is None:
+            return False
+        session.close()
+        return True
+
+    def sessions(self) -> list[Session]:
+        with self._lock:
+            return list(self._sessions.values())
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            in_use = len(self._sessions)
+        return {"total_connections": in_use, "available_connections": self.max_sessions - in_use,
+                "max_connections": self.max_sessions}
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for session in sessions:
+            session.interrupt()
+            session.close()
+
+    def _reap_loop(self) -> None:
+        interval = max(0.5, min(self.idle_timeout / 4, 30.0))
+        while not self._stop.wait(interval):
+            with self._lock:
+                self._expire_locked(time.monotonic())
+
+    def _expire_locked(self, now: float) -> None:
+        if self.idle_timeout <= 0:
+            return
+        for key, session in list(self._sessions.items()):
+            if now - session.last_used > self.idle_timeout and session.lock.acquire(blocking=False):
+                try:
+                    del self._sessions[key]
+                    session.close()
+                finally:
+                    session.lock.release()
+
+
+def _ingest(self: Session, reader: pa.RecordBatchReader, target: ingest.IngestTarget,
+            transaction_id: bytes | None = None) -> int:
+    """Bulk-loads a stream into a table, joining the session's open transaction if there is one."""
+    with self.busy():
+        self._check_transaction(transaction_id)
+        return ingest.ingest(self.conn, reader, target, in_transaction=self.transaction_id is not None)
+
+
+Session.ingest = _ingest  # type: ignore[attr-defined]

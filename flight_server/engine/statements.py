@@ -1,0 +1,144 @@
+"""Splits SQL with DuckDB's own parser and runs it on one connection, returning an Arrow stream or a row count."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from .errors import QueryError, classify
+
+_COUNTING = {
+    duckdb.StatementType.INSERT,
+    duckdb.StatementType.UPDATE,
+    duckdb.StatementType.DELETE,
+}
+_MERGE = getattr(duckdb.StatementType, "MERGE_INTO", None)
+if _MERGE is not None:
+    _COUNTING.add(_MERGE)
+
+# Rough bytes per value by DuckDB type name, used to size record batches so that
+# every Flight message stays well below the 16 MiB a client accepts by default.
+_TARGET_BATCH_BYTES = 4 * 1024 * 1024
+_MIN_BATCH_ROWS = 2048
+_MAX_BATCH_ROWS = 256 * 1024
+_WIDTHS = {
+    "BOOLEAN": 1, "TINYINT": 1, "UTINYINT": 1, "SMALLINT": 2, "USMALLINT": 2,
+    "INTEGER": 4, "UINTEGER": 4, "DATE": 4, "FLOAT": 4,
+    "BIGINT": 8, "UBIGINT": 8, "DOUBLE": 8, "TIME": 8, "TIMESTAMP": 8,
+    "HUGEINT": 16, "UHUGEINT": 16, "UUID": 16, "INTERVAL": 16,
+}
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One SQL text split into statements, with what DuckDB's parser says about the last one."""
+
+    statements: Sequence[duckdb.Statement]
+    parameter_count: int
+
+    @property
+    def last(self) -> duckdb.Statement:
+        return self.statements[-1]
+
+    @property
+    def is_query(self) -> bool:
+        """True when the last statement is SELECT-like (returns rows and changes nothing)."""
+        expected = self.last.expected_result_type
+        return list(expected) == [duckdb.ExpectedResultType.QUERY_RESULT]
+
+    @property
+    def counts_rows(self) -> bool:
+        return self.last.type in _COUNTING
+
+
+@dataclass
+class Outcome:
+    """What running a statement produced: a stream to send, and the changed-row count (-1 for queries)."""
+
+    reader: pa.RecordBatchReader
+    rowcount: int
+
+
+def parse(sql: str) -> Parsed:
+    """Parses SQL into statements; a syntax error becomes QueryError with DuckDB's message."""
+    try:
+        statements = duckdb.extract_statements(sql)
+    except Exception as exc:  # ParserException and friends
+        raise classify(exc) from None
+    if not statements:
+        raise QueryError("no SQL statement to execute")
+    names: set[str] = set()
+    for statement in statements:
+        names.update(statement.named_parameters)
+    return Parsed(statements=statements, parameter_count=len(names))
+
+
+def run(
+    conn: duckdb.DuckDBPyConnection,
+    parsed: Parsed,
+    parameters: Sequence[object] | None = None,
+) -> Outcome:
+    """Executes every statement; returns the last one's result as a stream (or a one-row count)."""
+    try:
+        for statement in parsed.statements[:-1]:
+            conn.execute(statement.query)
+        conn.execute(parsed.last.query, parameters if parameters else None)
+        if parsed.counts_rows and _is_count_result(conn):
+            count = int(conn.fetchone()[0])
+            table = pa.table({"Count": pa.array([count], pa.int64())})
+            return Outcome(reader=table.to_reader(), rowcount=count)
+        if not parsed.is_query:
+            reader = conn.to_arrow_reader(_MIN_BATCH_ROWS)
+            return Outcome(reader=reader, rowcount=0 if not parsed.counts_rows else -1)
+        return Outcome(reader=conn.to_arrow_reader(batch_rows(conn.description)), rowcount=-1)
+    except Exception as exc:
+        raise classify(exc) from None
+
+
+def run_update(
+    conn: duckdb.DuckDBPyConnection,
+    parsed: Parsed,
+    parameters: Sequence[object] | None = None,
+) -> int:
+    """Executes for effect and returns the changed-row count (0 for DDL and other statements)."""
+    outcome = run(conn, parsed, parameters)
+    if outcome.rowcount >= 0:
+        outcome.reader.close()
+        return outcome.rowcount
+    # A query sent as an update: drain it so its side effects (if any) complete.
+    for _ in outcome.reader:
+        pass
+    return 0
+
+
+def query_schema(conn: duckdb.DuckDBPyConnection, parsed: Parsed) -> pa.Schema | None:
+    """The Arrow schema a parameterless query will stream, found by binding it without running it."""
+    if len(parsed.statements) != 1 or not parsed.is_query or parsed.parameter_count:
+        return None
+    if parsed.last.type != duckdb.StatementType.SELECT:
+        return None
+    try:
+        return conn.sql(parsed.last.query).limit(0).to_arrow_table().schema
+    except Exception as exc:
+        raise classify(exc) from None
+
+
+def batch_rows(description: Sequence[tuple] | None) -> int:
+    """Rows per record batch so that one batch is about 4 MiB on the wire."""
+    if not description:
+        return _MIN_BATCH_ROWS
+    width = 0
+    for column in description:
+        type_name = str(column[1]).upper()
+        width += _WIDTHS.get(type_name, 16 if type_name.startswith("DECIMAL") else 48)
+    rows = _TARGET_BATCH_BYTES // max(width, 1)
+    rows = max(_MIN_BATCH_ROWS, min(_MAX_BATCH_ROWS, rows))
+    return rows - rows % _MIN_BATCH_ROWS
+
+
+def _is_count_result(conn: duckdb.DuckDBPyConnection) -> bool:
+    description = conn.description
+    return bool(description) and len(description) == 1 and description[0][0] == "Count"

@@ -1,0 +1,1 @@
+"""Flight SQL wire format: messages, Any packing, result schemas and SqlInfo (no DuckDB here)."""

@@ -1,0 +1,34 @@
+"""What every handler gets: the caller's session and helpers to build FlightInfo and replies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.flight as flight
+from google.protobuf.message import Message
+
+from ...engine import Session
+from ...protocol import commands
+from ...protocol import flight_sql_pb2 as sql
+
+
+@dataclass
+class Call:
+    """One RPC: who is calling (session key, peer) and the session serving them."""
+
+    key: str
+    peer: str
+    session: Session
+
+
+def info_for(descriptor: flight.FlightDescriptor, schema: pa.Schema, ticket_message: Message,
+             total_records: int = -1) -> flight.FlightInfo:
+    """A FlightInfo with one endpoint whose ticket is the packed message (served by this same server)."""
+    ticket = flight.Ticket(commands.pack(ticket_message))
+    endpoint = flight.FlightEndpoint(ticket, [])
+    return flight.FlightInfo(schema, descriptor, [endpoint], total_records, -1)
+
+
+def statement_ticket(handle: bytes) -> sql.TicketStatementQuery:
+    return sql.TicketStatementQuery(statement_handle=handle)

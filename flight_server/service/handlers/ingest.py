@@ -1,0 +1,39 @@
+"""Bulk ingest (CommandStatementIngest): the DoPut stream goes straight into DuckDB's Arrow scan."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from ...engine.errors import QueryError
+from ...engine.ingest import IfExists, IfMissing, IngestTarget
+from ...protocol import flight_sql_pb2 as sql
+from .base import Call
+
+_OPTIONS = sql.CommandStatementIngest.TableDefinitionOptions
+_IF_EXISTS = {
+    _OPTIONS.TABLE_EXISTS_OPTION_FAIL: IfExists.FAIL,
+    _OPTIONS.TABLE_EXISTS_OPTION_APPEND: IfExists.APPEND,
+    _OPTIONS.TABLE_EXISTS_OPTION_REPLACE: IfExists.REPLACE,
+}
+_IF_MISSING = {
+    _OPTIONS.TABLE_NOT_EXIST_OPTION_CREATE: IfMissing.CREATE,
+    _OPTIONS.TABLE_NOT_EXIST_OPTION_FAIL: IfMissing.FAIL,
+}
+
+
+class IngestHandlers:
+    def do_put_ingest(self, call: Call, command: sql.CommandStatementIngest, reader, writer) -> None:
+        options = command.table_definition_options
+        if options.if_exists not in _IF_EXISTS or options.if_not_exist not in _IF_MISSING:
+            raise QueryError("CommandStatementIngest needs if_exists and if_not_exist options set")
+        target = IngestTarget(
+            table=command.table,
+            schema=command.schema if command.HasField("schema") else None,
+            catalog=command.catalog if command.HasField("catalog") else None,
+            temporary=command.temporary,
+            if_exists=_IF_EXISTS[options.if_exists],
+            if_missing=_IF_MISSING[options.if_not_exist],
+        )
+        transaction = command.transaction_id if command.HasField("transaction_id") else None
+        count = call.session.ingest(reader.to_reader(), target, transaction)
+        writer.write(pa.py_buffer(sql.DoPutUpdateResult(record_count=count).SerializeToString()))

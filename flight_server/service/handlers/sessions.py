@@ -1,0 +1,70 @@
+"""Transactions, session options (catalog/schema), session close and query cancel."""
+
+from __future__ import annotations
+
+import pyarrow.flight as flight
+
+from ...engine import NotFoundError
+from ...protocol import commands
+from ...protocol import flight_core_pb2 as core
+from ...protocol import flight_sql_pb2 as sql
+from .base import Call
+
+_END = sql.ActionEndTransactionRequest
+
+
+class SessionHandlers:
+    def action_begin_transaction(self, call: Call, request):
+        transaction_id = call.session.begin()
+        return [commands.pack(sql.ActionBeginTransactionResult(transaction_id=transaction_id))]
+
+    def action_end_transaction(self, call: Call, request: sql.ActionEndTransactionRequest):
+        if request.action not in (_END.END_TRANSACTION_COMMIT, _END.END_TRANSACTION_ROLLBACK):
+            raise ValueError("EndTransaction needs action COMMIT or ROLLBACK")
+        call.session.end(request.transaction_id, commit=request.action == _END.END_TRANSACTION_COMMIT)
+        return []
+
+    def action_set_session_options(self, call: Call, request: core.SetSessionOptionsRequest):
+        result = core.SetSessionOptionsResult()
+        wanted: dict[str, str] = {}
+        for name, value in request.session_options.items():
+            if name not in ("catalog", "schema"):
+                result.errors[name].value = core.SetSessionOptionsResult.INVALID_NAME
+            elif value.WhichOneof("option_value") != "string_value":
+                result.errors[name].value = core.SetSessionOptionsResult.INVALID_VALUE
+            else:
+                wanted[name] = value.string_value
+        if wanted:
+            call.session.use(wanted.get("catalog"), wanted.get("schema"))
+        return [result.SerializeToString()]
+
+    def action_get_session_options(self, call: Call, request):
+        result = core.GetSessionOptionsResult()
+        result.session_options["catalog"].string_value = call.session.current_catalog()
+        result.session_options["schema"].string_value = call.session.current_schema()
+        return [result.SerializeToString()]
+
+    def action_close_session(self, call: Call, request):
+        closed = self.pool.close(call.key)
+        status = core.CloseSessionResult.CLOSED if closed else core.CloseSessionResult.UNSPECIFIED
+        if not closed:
+            raise NotFoundError("session not found")
+        return [core.CloseSessionResult(status=status).SerializeToString()]
+
+    def action_cancel_flight_info(self, call: Call, request: core.CancelFlightInfoRequest):
+        info = flight.FlightInfo.deserialize(request.info)
+        status = core.CANCEL_STATUS_NOT_CANCELLABLE
+        for endpoint in info.endpoints:
+            try:
+                ticket = commands.unpack_command(endpoint.ticket.ticket)
+            except commands.ProtocolError:
+                continue
+            if isinstance(ticket, sql.TicketStatementQuery) and call.session.cancel(ticket.statement_handle):
+                status = core.CANCEL_STATUS_CANCELLED
+        return [core.CancelFlightInfoResult(status=status).SerializeToString()]
+
+    def action_cancel_query(self, call: Call, request: sql.ActionCancelQueryRequest):
+        inner = core.CancelFlightInfoRequest(info=request.info)
+        self.action_cancel_flight_info(call, inner)
+        result = sql.ActionCancelQueryResult(result=sql.ActionCancelQueryResult.CANCEL_RESULT_CANCELLED)
+        return [commands.pack(result)]

@@ -1,0 +1,43 @@
+"""Ad-hoc SQL: CommandStatementQuery (GetFlightInfo/GetSchema/DoGet) and CommandStatementUpdate (DoPut)."""
+
+from __future__ import annotations
+
+import pyarrow.flight as flight
+
+from ...protocol import flight_sql_pb2 as sql
+from ...protocol import schemas
+from .base import Call, info_for, statement_ticket
+
+
+class StatementHandlers:
+    def get_flight_info_statement(self, call: Call, command: sql.CommandStatementQuery,
+                                  descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
+        """Runs the statement now (so DDL/DML happen exactly once) and parks its stream for DoGet."""
+        transaction = command.transaction_id if command.HasField("transaction_id") else None
+        outcome = call.session.execute(command.query, transaction)
+        handle = call.session.park(outcome.reader)
+        return info_for(descriptor, outcome.reader.schema, statement_ticket(handle), outcome.rowcount)
+
+    def get_schema_statement(self, call: Call, command: sql.CommandStatementQuery):
+        schema = call.session.schema_of(command.query)
+        return schemas.EMPTY if schema is None else schema
+
+    def do_get_statement(self, call: Call, ticket: sql.TicketStatementQuery):
+        reader = call.session.take(ticket.statement_handle)
+        return flight.RecordBatchStream(reader)
+
+    def do_get_statement_direct(self, call: Call, command: sql.CommandStatementQuery):
+        """A ticket that carries the query itself (some clients build tickets by hand)."""
+        outcome = call.session.execute(command.query)
+        return flight.RecordBatchStream(outcome.reader)
+
+    def do_put_statement_update(self, call: Call, command: sql.CommandStatementUpdate, reader, writer) -> None:
+        transaction = command.transaction_id if command.HasField("transaction_id") else None
+        count = call.session.execute_update(command.query, transaction)
+        writer.write(_update_result(count))
+
+
+def _update_result(count: int):
+    import pyarrow as pa
+
+    return pa.py_buffer(sql.DoPutUpdateResult(record_count=count).SerializeToString())
