@@ -99,7 +99,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("database", "DUCKDB_DATABASE_PATH", "", "DuckDB file to serve, or ':memory:' "
             "(default: flight.duckdb in the data folder)."),
     Setting("read_only", "DUCKDB_READ_ONLY", False, "Open the database read-only.", _bool),
-    Setting("memory_limit", "DUCKDB_MEMORY_LIMIT", "", "DuckDB memory_limit, e.g. '4GB' (default: DuckDB's).",
+    Setting("memory_limit", "DUCKDB_MEMORY_LIMIT", "", "DuckDB memory_limit, e.g. '4GB' (capped by --max-memory-percentage).",
             _size),
     Setting("max_memory_percentage", "DUCKDB_MAX_MEMORY_PERCENTAGE", 80.0,
             "Cap memory_limit at this percent of the memory available to the process.", _percentage),
