@@ -408,148 +408,183 @@ def rechunk(tbl: pa.Table, batch_rows: int) -> pa.Table:
     return pa.Table.from_batches(tbl.to_batches(max_chunksize=batch_rows), schema=tbl.schema)
 
 
-def bench_local(con: duckdb.DuckDBPyConnection, args, queries: list[str],
-                res: Results, rows: dict[str, Row]) -> pa.Table:
-    """Fill the in-process column; return the ``lineitem`` Arrow table."""
-    log("in-process: SELECT 1 latency")
-    lat = latency_samples(lambda: con.execute("select 1").fetchall(),
-                          args.latency_iters, args.warmup)
+@dataclass
+class Bench:
+    """State shared by the per-metric functions.
+
+    Each metric is measured in-process first and through the server right
+    after, so both sides see the same machine conditions.  ``server_down``
+    holds the table cell used when the server is unavailable.
+    """
+
+    args: argparse.Namespace
+    queries: list[str]
+    res: Results
+    rows: dict[str, Row]
+    con: duckdb.DuckDBPyConnection
+    uri: str | None = None
+    cur: object = None
+    server_down: str | None = None
+
+    def on_server(self, row_keys: list[str], fn: Callable[[], None]) -> None:
+        """Run one server measurement; on failure mark ``row_keys`` as errors."""
+        if self.uri is None:
+            for k in row_keys:
+                self.rows[k].server_err = self.server_down
+            return
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - reported in the table
+            msg = short_error(exc)
+            log(f"server measurement failed: {msg}")
+            ref = self.res.error_ref(msg)
+            for k in row_keys:
+                self.rows[k].server_err = ref
+
+
+def metric_select1(b: Bench) -> None:
+    """``SELECT 1`` round trip: p50/p99 in milliseconds."""
+    a, rows = b.args, b.rows
+    log("SELECT 1 latency: in-process")
+    lat = latency_samples(lambda: b.con.execute("select 1").fetchall(),
+                          a.latency_iters, a.warmup)
     rows["p50"].local = percentile(lat, 50) * 1e3
     rows["p99"].local = percentile(lat, 99) * 1e3
 
-    log("in-process: lineitem -> Arrow")
-    sql = "select * from lineitem"
-    t_tbl, tbl = best_of(lambda: local_to_arrow(con, sql), args.repeat)
+    def server() -> None:
+        log("SELECT 1 latency: server")
+
+        def once() -> None:
+            b.cur.execute("select 1")
+            b.cur.fetchall()
+
+        lat = latency_samples(once, a.latency_iters, a.warmup)
+        rows["p50"].server = percentile(lat, 50) * 1e3
+        rows["p99"].server = percentile(lat, 99) * 1e3
+
+    b.on_server(["p50", "p99"], server)
+
+
+def metric_scan(b: Bench) -> pa.Table:
+    """Pull all of ``lineitem`` as an Arrow table; return the in-process table."""
+    a, rows, sql = b.args, b.rows, "select * from lineitem"
+    log("lineitem -> Arrow: in-process")
+    t_tbl, tbl = best_of(lambda: local_to_arrow(b.con, sql), a.repeat)
     del tbl
-    t_rdr, tbl = best_of(lambda: local_via_reader(con, sql), args.repeat)
+    t_rdr, tbl = best_of(lambda: local_via_reader(b.con, sql), a.repeat)
     best = min(t_tbl, t_rdr)
     rows["scan_s"].local = best
-    res.notes.append(
+    rows["scan_mbs"].local = tbl.nbytes / 1e6 / best
+    b.res.notes.append(
         f"in-process lineitem -> Arrow: to_arrow_table() {t_tbl:.3f}s, "
         f".arrow().read_all() {t_rdr:.3f}s (table shows the faster)")
-    rows["scan_mbs"].local = tbl.nbytes / 1e6 / best
-    lineitem = rechunk(tbl, args.ingest_batch_rows)
-    del tbl
 
-    log("in-process: ingest")
+    def server() -> None:
+        log("lineitem -> Arrow: server")
+
+        def once() -> pa.Table:
+            b.cur.execute(sql)
+            return b.cur.fetch_arrow_table()
+
+        t, got = best_of(once, a.repeat)
+        if got.num_rows != tbl.num_rows:
+            raise RuntimeError(f"got {got.num_rows} rows, expected {tbl.num_rows}")
+        rows["scan_s"].server = t
+        rows["scan_mbs"].server = got.nbytes / 1e6 / t
+
+    b.on_server(["scan_s", "scan_mbs"], server)
+    return tbl
+
+
+def metric_ingest(b: Bench, lineitem: pa.Table) -> None:
+    """Ingest ``lineitem`` (an Arrow table) into a new table ``lineitem_copy``."""
+    a, rows, con = b.args, b.rows, b.con
+    n_rows = lineitem.num_rows
+    log("ingest: in-process")
     con.register("arrow_tbl", lineitem)
     try:
-        t_ing, _ = best_of(
-            lambda: con.execute(
-                "CREATE OR REPLACE TABLE lineitem_copy AS SELECT * FROM arrow_tbl"),
-            args.repeat)
+        t, _ = best_of(lambda: con.execute(
+            "CREATE OR REPLACE TABLE lineitem_copy AS SELECT * FROM arrow_tbl"), a.repeat)
         n = con.execute("select count(*) from lineitem_copy").fetchone()[0]
-        if n != lineitem.num_rows:
-            raise RuntimeError(f"ingested {n} rows, expected {lineitem.num_rows}")
+        if n != n_rows:
+            raise RuntimeError(f"ingested {n} rows, expected {n_rows}")
         con.execute("DROP TABLE lineitem_copy")
     finally:
         con.unregister("arrow_tbl")
-    rows["ingest_s"].local = t_ing
-    rows["ingest_rps"].local = lineitem.num_rows / t_ing
+    rows["ingest_s"].local = t
+    rows["ingest_rps"].local = n_rows / t
 
-    log(f"in-process: {args.concurrency} threads x Q1/Q6 for {args.duration:g}s")
-    cursors = [con.cursor() for _ in range(args.concurrency)]
+    def server() -> None:
+        log("ingest: server")
+        t, _ = best_of(lambda: b.cur.adbc_ingest("lineitem_copy", lineitem, mode="replace"),
+                       a.repeat)
+        b.cur.execute("select count(*) from lineitem_copy")
+        n = b.cur.fetchall()[0][0]
+        if n != n_rows:
+            raise RuntimeError(f"ingested {n} rows, expected {n_rows}")
+        b.cur.execute("DROP TABLE lineitem_copy")
+        b.cur.fetchall()
+        rows["ingest_s"].server = t
+        rows["ingest_rps"].server = n_rows / t
+
+    b.on_server(["ingest_s", "ingest_rps"], server)
+
+
+def metric_concurrency(b: Bench) -> None:
+    """N threads alternating TPC-H Q1/Q6 for ``--duration`` seconds: queries/s."""
+    a, rows, n_conn = b.args, b.rows, b.args.concurrency
+    log(f"{n_conn} x Q1/Q6 for {a.duration:g}s: in-process (cursors of one database)")
+    cursors = [b.con.cursor() for _ in range(n_conn)]
     try:
-        workers = [alternating(lambda q, c=c: c.execute(q).fetchall(), queries, i)
+        workers = [alternating(lambda q, c=c: c.execute(q).fetchall(), b.queries, i)
                    for i, c in enumerate(cursors)]
-        n, elapsed = run_concurrent(workers, args.duration)
+        n, elapsed = run_concurrent(workers, a.duration)
     finally:
         for c in cursors:
             c.close()
     rows["qps"].local = n / elapsed
-    res.notes.append(f"in-process concurrency: {n} queries in {elapsed:.2f}s")
-    return lineitem
+    b.res.notes.append(f"in-process concurrency: {n} queries in {elapsed:.2f}s")
+
+    def server() -> None:
+        log(f"{n_conn} x Q1/Q6 for {a.duration:g}s: server ({n_conn} ADBC connections)")
+        with contextlib.ExitStack() as stack:
+            curs = []
+            for _ in range(n_conn):
+                conn = adbc_connect(b.uri)
+                stack.callback(close_quietly, conn)
+                curs.append(conn.cursor())
+                stack.callback(close_quietly, curs[-1])
+
+            def run(c, q: str) -> None:
+                c.execute(q)
+                c.fetchall()
+
+            workers = [alternating(lambda q, c=c: run(c, q), b.queries, i)
+                       for i, c in enumerate(curs)]
+            n, elapsed = run_concurrent(workers, a.duration)
+        rows["qps"].server = n / elapsed
+        b.res.notes.append(f"server concurrency: {n} queries in {elapsed:.2f}s")
+
+    b.on_server(["qps"], server)
 
 
-# ---- Flight SQL server via ADBC -----------------------------------------
+def close_quietly(obj) -> None:
+    """``obj.close()``, ignoring errors (teardown helper)."""
+    with contextlib.suppress(Exception):
+        obj.close()
 
 
-def measure_server(row_keys: list[str], rows: dict[str, Row], res: Results,
-                   fn: Callable[[], None]) -> None:
-    """Run one server measurement; on failure mark ``row_keys`` as errors."""
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - reported in the table
-        msg = short_error(exc)
-        log(f"server measurement failed: {msg}")
-        ref = res.error_ref(msg)
-        for k in row_keys:
-            rows[k].server_err = ref
-
-
-def bench_server(uri: str, args, queries: list[str], lineitem: pa.Table,
-                 res: Results, rows: dict[str, Row]) -> None:
-    """Fill the server column (each metric independently, errors recorded)."""
-    conn = adbc_connect(uri)
-    try:
-        cur = conn.cursor()
-
-        def select1() -> None:
-            log("server: SELECT 1 latency")
-
-            def once() -> None:
-                cur.execute("select 1")
-                cur.fetchall()
-
-            lat = latency_samples(once, args.latency_iters, args.warmup)
-            rows["p50"].server = percentile(lat, 50) * 1e3
-            rows["p99"].server = percentile(lat, 99) * 1e3
-
-        def scan() -> None:
-            log("server: lineitem -> Arrow")
-
-            def once() -> pa.Table:
-                cur.execute("select * from lineitem")
-                return cur.fetch_arrow_table()
-
-            t, tbl = best_of(once, args.repeat)
-            if tbl.num_rows != lineitem.num_rows:
-                raise RuntimeError(f"got {tbl.num_rows} rows, expected {lineitem.num_rows}")
-            rows["scan_s"].server = t
-            rows["scan_mbs"].server = tbl.nbytes / 1e6 / t
-
-        def ingest() -> None:
-            log("server: ingest")
-            t, _ = best_of(lambda: cur.adbc_ingest("lineitem_copy", lineitem, mode="replace"),
-                           args.repeat)
-            cur.execute("select count(*) from lineitem_copy")
-            n = cur.fetchall()[0][0]
-            if n != lineitem.num_rows:
-                raise RuntimeError(f"ingested {n} rows, expected {lineitem.num_rows}")
-            rows["ingest_s"].server = t
-            rows["ingest_rps"].server = lineitem.num_rows / t
-
-        def concurrency() -> None:
-            log(f"server: {args.concurrency} connections x Q1/Q6 for {args.duration:g}s")
-            conns = [adbc_connect(uri) for _ in range(args.concurrency)]
-            curs = [c.cursor() for c in conns]
-            try:
-                def run(c, q: str) -> None:
-                    c.execute(q)
-                    c.fetchall()
-
-                workers = [alternating(lambda q, c=c: run(c, q), queries, i)
-                           for i, c in enumerate(curs)]
-                n, elapsed = run_concurrent(workers, args.duration)
-            finally:
-                for c in curs:
-                    with contextlib.suppress(Exception):
-                        c.close()
-                for c in conns:
-                    with contextlib.suppress(Exception):
-                        c.close()
-            rows["qps"].server = n / elapsed
-            res.notes.append(f"server concurrency: {n} queries in {elapsed:.2f}s")
-
-        measure_server(["p50", "p99"], rows, res, select1)
-        measure_server(["scan_s", "scan_mbs"], rows, res, scan)
-        measure_server(["ingest_s", "ingest_rps"], rows, res, ingest)
-        measure_server(["qps"], rows, res, concurrency)
-        with contextlib.suppress(Exception):
-            cur.close()
-    finally:
-        with contextlib.suppress(Exception):
-            conn.close()
+def run_metrics(b: Bench) -> None:
+    """Measure every metric, in-process then server, in table order."""
+    metric_select1(b)
+    tbl = metric_scan(b)
+    b.res.notes.insert(0, f"lineitem: {tbl.num_rows:,} rows, {tbl.nbytes / 1e6:,.1f} MB as Arrow")
+    lineitem = rechunk(tbl, b.args.ingest_batch_rows)
+    del tbl
+    metric_ingest(b, lineitem)
+    del lineitem
+    gc.collect()
+    metric_concurrency(b)
 
 
 # --------------------------------------------------------------------------
@@ -620,32 +655,36 @@ def install_sigterm_handler() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def run_server_half(db_path: Path, log_path: Path, server_args: list[str], args,
-                    queries: list[str], lineitem: pa.Table, res: Results,
-                    rows: dict[str, Row]) -> None:
-    """Start the server, fill the server column, always stop the server.
+def start_server_side(b: Bench, stack: contextlib.ExitStack, db_path: Path,
+                      log_path: Path, server_args: list[str]) -> None:
+    """Start the server and open the main ADBC cursor, registering teardown.
 
-    A startup or connection failure marks every unmeasured server cell as an
-    error.  The server's output is kept in ``benchmarks/.data/server-last.log``.
+    On failure every server cell will show the error instead of a number.
     """
     try:
-        with flight_server(db_path, log_path, server_args, args.startup_timeout) as uri:
-            bench_server(uri, args, queries, lineitem, res, rows)
+        b.uri = stack.enter_context(
+            flight_server(db_path, log_path, server_args, b.args.startup_timeout))
+        conn = adbc_connect(b.uri)
+        stack.callback(close_quietly, conn)
+        b.cur = conn.cursor()
+        stack.callback(close_quietly, b.cur)
     except Exception as exc:  # noqa: BLE001 - startup/connect failure
         log(str(exc))
-        ref = res.error_ref(short_error(exc).split(" log tail:")[0].rstrip("; "))
-        for r in rows.values():
-            if r.server is None and not r.server_err:
-                r.server_err = ref
-    finally:
-        if log_path.exists():
-            kept = DATA_DIR / "server-last.log"
-            shutil.copyfile(log_path, kept)
-            if any(r.server_err for r in rows.values()):
-                log(f"server log tail ({kept.relative_to(REPO_ROOT)}):\n{tail(log_path, 15)}")
-                last = tail(log_path, 1).strip()
-                if last:
-                    res.notes.append(f"server log (last line): `{last[:300]}`")
+        b.uri = None
+        b.server_down = b.res.error_ref(short_error(exc).split(" log tail:")[0].rstrip("; "))
+
+
+def keep_server_log(b: Bench, log_path: Path) -> None:
+    """Copy the server log to ``benchmarks/.data``; surface it if anything failed."""
+    if not log_path.exists():
+        return
+    kept = DATA_DIR / "server-last.log"
+    shutil.copyfile(log_path, kept)
+    if any(r.server_err for r in b.rows.values()):
+        log(f"server log tail ({kept.relative_to(REPO_ROOT)}):\n{tail(log_path, 15)}")
+        last = tail(log_path, 1).strip()
+        if last:
+            b.res.notes.append(f"server log (last line): `{last[:300]}`")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -654,10 +693,10 @@ def main(argv: list[str] | None = None) -> int:
     res = Results()
     rows = make_rows(args)
     res.rows.extend(rows.values())
+    load_at_start = os.getloadavg()[0]
 
     cached = ensure_tpch_file(args.sf)
     q = tpch_queries((1, 6))
-    queries = [q[1], q[6]]
     server_args = [*args.server_arg]
     if args.pool_size is not None:
         server_args += ["--pool-size", str(args.pool_size)]
@@ -665,27 +704,24 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="flight-bench-") as tmp:
         tmpdir = Path(tmp)
         local_db, server_db = tmpdir / "local.duckdb", tmpdir / "server.duckdb"
+        log_path = tmpdir / "server.log"
         shutil.copyfile(cached, local_db)
-
         con = duckdb.connect(str(local_db))
+        b = Bench(args, [q[1], q[6]], res, rows, con)
         try:
-            lineitem = bench_local(con, args, queries, res, rows)
+            with contextlib.ExitStack() as stack:
+                if args.no_server:
+                    b.server_down = "skipped (--no-server)"
+                else:
+                    shutil.copyfile(cached, server_db)
+                    start_server_side(b, stack, server_db, log_path, server_args)
+                run_metrics(b)
         finally:
             con.close()
-        res.notes.insert(0, f"lineitem: {lineitem.num_rows:,} rows, "
-                            f"{lineitem.nbytes / 1e6:,.1f} MB as Arrow")
-
-        if args.no_server:
-            for r in rows.values():
-                r.server_err = "skipped (--no-server)"
-        else:
-            shutil.copyfile(cached, server_db)
-            run_server_half(server_db, tmpdir / "server.log", server_args, args,
-                            queries, lineitem, res, rows)
-        del lineitem
+            keep_server_log(b, log_path)
 
     header = (f"## Flight SQL server vs in-process DuckDB — TPC-H sf={sf_label(args.sf)}\n\n"
-              f"{machine_info()}\n\n")
+              f"{machine_info()}, 1-min load average at start {load_at_start:.2f}\n\n")
     report = header + res.to_markdown() + "\n"
     print(report)
     if args.output:

@@ -8,26 +8,11 @@ import pyarrow.flight as flight
 from ..engine import errors
 from ..protocol.commands import ProtocolError
 
-# gRPC codes (google.rpc.Code) for errors pyarrow.flight has no exception class for.
-FAILED_PRECONDITION = 9
-RESOURCE_EXHAUSTED = 8
-ALREADY_EXISTS = 6
-
-
-def _rpc_status(code: int, message: str) -> bytes:
-    """A serialized google.rpc.Status, sent as grpc-status-details-bin so clients can read the precise code."""
-    text = message.encode("utf-8")
-    return b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
+# pyarrow.flight can only emit the gRPC codes it has exception classes for. FAILED_PRECONDITION,
+# RESOURCE_EXHAUSTED and ALREADY_EXISTS are not among them, and a google.rpc.Status in
+# grpc-status-details-bin whose code differs from the wire status is rejected by grpc-go clients
+# (ADBC) as a protocol error. So constraint, capacity and already-exists errors go out as UNKNOWN
+# with DuckDB's message intact.
 
 
 def to_flight_error(exc: BaseException) -> BaseException:
@@ -46,12 +31,8 @@ def to_flight_error(exc: BaseException) -> BaseException:
             return flight.FlightCancelledError(message)
         if isinstance(exc, errors.UnavailableError):
             return flight.FlightUnavailableError(message)
-        if isinstance(exc, errors.ConstraintError):
-            return flight.FlightServerError(message, extra_info=_rpc_status(FAILED_PRECONDITION, message))
-        if isinstance(exc, errors.ResourceError):
-            return flight.FlightServerError(message, extra_info=_rpc_status(RESOURCE_EXHAUSTED, message))
-        if isinstance(exc, errors.AlreadyExistsError):
-            return flight.FlightServerError(message, extra_info=_rpc_status(ALREADY_EXISTS, message))
+        if isinstance(exc, (errors.ConstraintError, errors.ResourceError, errors.AlreadyExistsError)):
+            return flight.FlightServerError(message)
         return flight.FlightInternalError(message)
     if isinstance(exc, NotImplementedError):
         return exc
