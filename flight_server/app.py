@@ -22,4 +22,4 @@ def build_server(config: Config) -> FlightSqlServer:
     pool = SessionPool(database.connect, max_sessions=config.pool_size,
                        idle_timeout=config.session_idle_timeout, max_prepared=config.max_prepared_statements)
     pool.start()
-    return FlightSqlServer(config.location, database, pool, read_only=config.read_only)
+    return FlightSqlServer(config, database, pool)

@@ -46,15 +46,19 @@ def _check_environment(config: Config) -> None:
         os.makedirs(config.data_dir, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"FLIGHT_DATA_DIR: cannot create {config.data_dir}: {exc.strerror}") from None
-    if config.port:
-        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    for name, port in (("FLIGHT_PORT", config.port), ("FLIGHT_HTTP_PORT", config.http_port)):
+        _check_port(name, config.host, port)
+
+
+def _check_port(name: str, host: str, port: int) -> None:
+    if port > 0:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind((config.host, config.port))
+                probe.bind((host, port))
             except OSError as exc:
-                raise ConfigError(f"FLIGHT_PORT: cannot listen on {config.host}:{config.port}: "
-                                  f"{exc.strerror}") from None
+                raise ConfigError(f"{name}: cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def run(config: Config) -> int:
@@ -63,6 +67,7 @@ def run(config: Config) -> int:
 
     from . import logs
     from .app import build_server
+    from .observability.http_port import HealthServer
 
     # DuckDB scans client streams through pyarrow's Acero, which warns once per batch that
     # network buffers are not 64-byte aligned; that is harmless on every platform we ship for.
@@ -71,6 +76,10 @@ def run(config: Config) -> int:
     log = structlog.get_logger("flight_server")
     try:
         server = build_server(config)
+        http = None
+        if config.http_port >= 0:
+            http = HealthServer(config.host, config.http_port, server.ready, server.metrics.render)
+            http.start()
     except Exception as exc:  # database cannot open, port taken after the check, ...
         print(f"duckdb-flight-server: cannot start: {exc}", file=sys.stderr)
         return 2
@@ -85,10 +94,13 @@ def run(config: Config) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("listening", location=config.location.replace(":0", f":{server.port}"), port=server.port,
-             database=config.database_path, version=__version__)
+             http_port=http.port if http else None, database=config.database_path, version=__version__)
     while not stop.wait(0.5):
         pass
+    server.drain(config.shutdown_grace_period)
     server.shutdown()
     server.database.close()
+    if http is not None:
+        http.stop()
     log.info("stopped")
     return 0

@@ -114,6 +114,28 @@ SETTINGS: tuple[Setting, ...] = (
             _non_negative_float),
     Setting("max_prepared_statements", "FLIGHT_MAX_PREPARED_STATEMENTS", 256,
             "Prepared statements kept per session (oldest closed first).", _positive_int),
+    Setting("max_concurrent_statements", "FLIGHT_MAX_CONCURRENT_STATEMENTS", 32,
+            "Statements executing (or streaming) at once; more wait in the queue.", _positive_int),
+    Setting("max_queued_statements", "FLIGHT_MAX_QUEUED_STATEMENTS", 128,
+            "Statements that may wait for admission; beyond that they are refused.", _non_negative_int),
+    Setting("queue_timeout", "FLIGHT_QUEUE_TIMEOUT", 30.0, "Seconds a statement may wait for admission.",
+            _non_negative_float),
+    Setting("statement_timeout", "FLIGHT_STATEMENT_TIMEOUT", 0.0,
+            "Seconds before a statement is interrupted (0: none); sessions may override it.",
+            _non_negative_float),
+    Setting("breaker_failure_threshold", "FLIGHT_BREAKER_FAILURE_THRESHOLD", 5,
+            "Infrastructure failures within the window that open the circuit breaker.", _positive_int),
+    Setting("breaker_window", "FLIGHT_BREAKER_WINDOW", 60.0, "Seconds over which failures are counted.",
+            _non_negative_float),
+    Setting("breaker_reset_timeout", "FLIGHT_BREAKER_RESET_TIMEOUT", 30.0,
+            "Seconds the breaker stays open before a trial request.", _non_negative_float),
+    Setting("http_port", "FLIGHT_HTTP_PORT", 8080,
+            "HTTP port for /health/live, /health/ready and /metrics on the same host (0: any free port, -1: off).",
+            lambda t: -1 if int(t) < 0 else _port(t)),
+    Setting("shutdown_grace_period", "FLIGHT_SHUTDOWN_GRACE_PERIOD", 30.0,
+            "Seconds running statements get to finish on SIGTERM before they are interrupted.",
+            _non_negative_float),
+    Setting("log_sql", "FLIGHT_LOG_SQL", True, "Include SQL text in statement log records.", _bool),
     Setting("log_level", "FLIGHT_LOG_LEVEL", "info", "debug, info, warning or error.", _log_level),
 )
 
@@ -135,6 +157,16 @@ class Config:
     pool_size: int = 64
     session_idle_timeout: float = 900.0
     max_prepared_statements: int = 256
+    max_concurrent_statements: int = 32
+    max_queued_statements: int = 128
+    queue_timeout: float = 30.0
+    statement_timeout: float = 0.0
+    breaker_failure_threshold: int = 5
+    breaker_window: float = 60.0
+    breaker_reset_timeout: float = 30.0
+    http_port: int = 8080
+    shutdown_grace_period: float = 30.0
+    log_sql: bool = True
     log_level: str = "info"
 
     @property

@@ -136,6 +136,8 @@ def launch_server(workdir: Path, database: str | None = None,
         port = free_port()
         argv = [sys.executable, "-m", "flight_server", "--host", HOST,
                 "--port", str(port), "--database", database]
+        if "http_port" not in flags:
+            argv += ["--http-port", "0"]  # the HTTP side port defaults to 8080; tests run many servers
         for key, value in flags.items():
             if value is None or value is False:
                 continue

@@ -1,32 +1,44 @@
-"""Works out which session a call belongs to: the Flight session cookie when sent, else the client's gRPC connection."""
+"""Works out which session a call belongs to (the Flight session cookie when sent, else the client's gRPC
+connection) and runs per-call completion hooks when a call, streaming included, has finished."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 
 import pyarrow.flight as flight
 
 COOKIE_NAME = "arrow_flight_session_id"
+MIDDLEWARE_KEY = "call"
 
 
-class SessionCookieMiddleware(flight.ServerMiddleware):
-    """Remembers the cookie a call arrived with, and hands the session id back as a cookie."""
+class CallMiddleware(flight.ServerMiddleware):
+    """Per-call state: the cookie the call arrived with, the cookie to hand back, completion hooks."""
 
     def __init__(self, cookie: str | None):
         self.cookie = cookie
         self.issue: str | None = None
+        self.on_complete: list[Callable[[BaseException | None], None]] = []
 
     def sending_headers(self):
         if self.issue and self.issue != self.cookie:
             return {"set-cookie": f"{COOKIE_NAME}={self.issue}"}
         return {}
 
+    def call_completed(self, exception):
+        for hook in self.on_complete:
+            try:
+                hook(exception)
+            except Exception:
+                pass
+        self.on_complete.clear()
 
-class SessionCookieFactory(flight.ServerMiddlewareFactory):
+
+class CallMiddlewareFactory(flight.ServerMiddlewareFactory):
     def start_call(self, info, headers):
-        return SessionCookieMiddleware(_cookie(headers))
+        return CallMiddleware(_cookie(headers))
 
 
 def _cookie(headers: dict[str, list[str]]) -> str | None:
@@ -38,6 +50,10 @@ def _cookie(headers: dict[str, list[str]]) -> str | None:
     return None
 
 
+def middleware(context: flight.ServerCallContext) -> CallMiddleware | None:
+    return context.get_middleware(MIDDLEWARE_KEY)
+
+
 class SessionKeys:
     """Derives stable, unguessable session keys from gRPC peers (so a cookie can name the same session)."""
 
@@ -45,11 +61,11 @@ class SessionKeys:
         self._secret = secrets.token_bytes(32)
 
     def key_for(self, context: flight.ServerCallContext) -> str:
-        middleware = context.get_middleware("session")
-        if middleware is not None and middleware.cookie:
-            return middleware.cookie
+        call = middleware(context)
+        if call is not None and call.cookie:
+            return call.cookie
         digest = hmac.new(self._secret, context.peer().encode(), hashlib.sha256).hexdigest()[:32]
         key = "p" + digest
-        if middleware is not None:
-            middleware.issue = key
+        if call is not None:
+            call.issue = key
         return key

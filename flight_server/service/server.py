@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 
@@ -10,7 +11,13 @@ import pyarrow.flight as flight
 import structlog
 
 from .. import __version__
+from ..config import Config
 from ..engine import Database, SessionPool
+from ..observability.metrics import Metrics
+from ..observability.stats import StatementStats
+from ..resilience.admission import AdmissionController
+from ..resilience.breaker import CircuitBreaker
+from ..resilience.watchdog import Watchdog
 from ..protocol import commands
 from ..protocol import flight_sql_pb2 as sql
 from ..protocol import sql_info
@@ -21,7 +28,8 @@ from .handlers.metadata import METADATA_COMMANDS, MetadataHandlers
 from .handlers.prepared import PreparedHandlers
 from .handlers.sessions import SessionHandlers
 from .handlers.statements import StatementHandlers
-from .identity import SessionCookieFactory, SessionKeys
+from .handlers.operations import OperationsHandlers
+from .identity import MIDDLEWARE_KEY, CallMiddlewareFactory, SessionKeys, middleware
 
 log = structlog.get_logger("flight_server")
 
@@ -57,25 +65,57 @@ ACTIONS = {
     "EndTransaction": ("action_end_transaction", "Commit or roll back a transaction."),
     "CancelFlightInfo": ("action_cancel_flight_info", "Cancel a query by the FlightInfo that started it."),
     "CancelQuery": ("action_cancel_query", "Deprecated form of CancelFlightInfo."),
-    "SetSessionOptions": ("action_set_session_options", "Set session options: 'catalog' and 'schema'."),
-    "GetSessionOptions": ("action_get_session_options", "Read session options: 'catalog' and 'schema'."),
+    "SetSessionOptions": ("action_set_session_options", "Set session options: 'catalog', 'schema', 'statement_timeout' (s)."),
+    "GetSessionOptions": ("action_get_session_options", "Read session options."),
     "CloseSession": ("action_close_session", "Close this session: roll back and release its connection."),
 }
 
 
+# Handlers that run SQL: admitted, guarded by the breaker and watchdog, counted as statements.
+STATEMENT_KINDS = {
+    "get_flight_info_statement": "query",
+    "get_flight_info_prepared": "prepared_query",
+    "do_get_statement_direct": "query",
+    "do_get_prepared": "prepared_query",
+    "do_put_statement_update": "update",
+    "do_put_prepared_update": "prepared_update",
+    "do_put_ingest": "ingest",
+    "action_create_prepared_statement": "prepare",
+}
+# DoGet of a parked result: DuckDB keeps working while the stream is pulled, so the admission slot and
+# the watchdog stay on until the call completes.
+STREAMING = {"do_get_statement"}
+OPERATOR_ACTIONS = {
+    "health": ("action_health", "Health report (JSON); needs no credentials."),
+    "statistics": ("action_statistics", "Server statistics (JSON)."),
+    "circuit-breaker-reset": ("action_circuit_breaker_reset", "Close the circuit breaker (JSON result)."),
+}
+
+
 class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, SessionHandlers, IngestHandlers,
-                      flight.FlightServerBase):
+                      OperationsHandlers, flight.FlightServerBase):
     """Arrow Flight SQL in front of one DuckDB database; one pooled connection per client session."""
 
-    def __init__(self, location: str, database: Database, pool: SessionPool, *, read_only: bool = False):
+    def __init__(self, config: Config, database: Database, pool: SessionPool):
         # Keep Python tracebacks out of the error text pyarrow sends to clients.
         sys.tracebacklimit = 0
-        super().__init__(location, middleware={"session": SessionCookieFactory()})
+        super().__init__(config.location, middleware={MIDDLEWARE_KEY: CallMiddlewareFactory()})
+        self.config = config
         self.database = database
         self.pool = pool
         self.keys = SessionKeys()
         self.started = time.time()
-        self.sql_info_values = _sql_info_values(read_only)
+        self.sql_info_values = _sql_info_values(config.read_only)
+        self.stats = StatementStats()
+        self.metrics = Metrics()
+        self.admission = AdmissionController(config.max_concurrent_statements, config.max_queued_statements,
+                                             config.queue_timeout)
+        self.breaker = CircuitBreaker(config.breaker_failure_threshold, config.breaker_window,
+                                      config.breaker_reset_timeout)
+        self.watchdog = Watchdog()
+        self.watchdog.start()
+        self.metrics.bind(lambda: len(self.pool.sessions()), self.admission.stats, self.breaker.stats)
+        self._statement_ids = itertools.count(1)
 
     # -- plumbing -----------------------------------------------------------
 
@@ -88,21 +128,90 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         if name is None:
             raise NotImplementedError(f"{rpc} does not support {type(message).__name__}")
         call = self._call(context)
-        return getattr(self, name)(call, message, *args)
+        handler = getattr(self, name)
+        if name in STATEMENT_KINDS or name in STREAMING:
+            return self._run_statement(rpc, name, context, call, message, lambda: handler(call, message, *args))
+        return handler(call, message, *args)
 
-    def _guard(self, rpc: str, fn, *args):
+    def _run_statement(self, rpc: str, name: str, context, call: Call, message, work):
+        """Admission, breaker, watchdog, statistics, metrics and one log record around one statement."""
+        kind = STATEMENT_KINDS.get(name, "stream")
+        statement_id = next(self._statement_ids)
+        self.breaker.before()
+        self.admission.acquire()
+        timeout = call.session.options.get("statement_timeout", self.config.statement_timeout) or None
+        token = self.watchdog.watch(context.is_cancelled, call.session.interrupt, timeout)
         started = time.perf_counter()
+        deferred = False
+        outcome, rows, error = "ok", -1, None
+        try:
+            result = work()
+            if isinstance(result, flight.FlightInfo):
+                rows = result.total_records
+            elif isinstance(result, int):
+                rows = result
+            if name in STREAMING:
+                hooks = middleware(context)
+                if hooks is not None:
+                    deferred = True
+                    hooks.on_complete.append(
+                        lambda exc: self._finish(token, statement_id, kind, call, started, exc, rows, message))
+            return result
+        except BaseException as exc:
+            error = exc
+            reason = self.watchdog.unwatch(token)
+            token = None
+            if reason == "timeout":
+                raise flight.FlightTimedOutError(
+                    f"statement exceeded the statement timeout of {timeout:g}s and was interrupted") from None
+            raise
+        finally:
+            if not deferred:
+                self._finish(token, statement_id, kind, call, started, error, rows, message)
+
+    def _finish(self, token, statement_id, kind, call, started, error, rows, message) -> None:
+        if token is not None:
+            self.watchdog.unwatch(token)
+        self.admission.release()
+        seconds = time.perf_counter() - started
+        mapped = status.to_flight_error(error) if error is not None else None
+        outcome = "ok" if error is None else type(mapped).__name__
+        if error is None:
+            self.breaker.record_success()
+        else:
+            self.breaker.record_failure(error)
+        if kind != "stream":
+            self.stats.record(seconds, error is None, rows if kind in ("update", "prepared_update", "ingest") else 0)
+            self.metrics.statements.labels(kind, "ok" if error is None else "error").inc()
+            self.metrics.duration.labels(kind).observe(seconds)
+            if error is None and rows > 0 and kind in ("update", "prepared_update", "ingest"):
+                self.metrics.rows_written.inc(rows)
+        fields = {"statement_id": statement_id, "session": call.session.session_id, "peer": call.peer,
+                  "type": kind, "ms": round(seconds * 1000, 3), "rows": rows, "outcome": outcome}
+        if self.config.log_sql:
+            text = getattr(message, "query", None)
+            if text:
+                fields["sql"] = text
+        if error is None:
+            log.info("statement", **fields)
+        else:
+            log.info("statement", error=str(getattr(error, "message", error))[:500], **fields)
+
+    def _guard(self, rpc: str, context, fn, *args):
+        started = time.perf_counter()
+        code = "ok"
         try:
             return fn(*args)
         except BaseException as exc:  # noqa: BLE001 - every error leaves through status mapping
             mapped = status.to_flight_error(exc)
+            code = type(mapped).__name__
             if isinstance(mapped, flight.FlightInternalError):
                 log.error("rpc failed", rpc=rpc, error=str(exc), exc_type=type(exc).__name__)
-            else:
-                log.debug("rpc error", rpc=rpc, error=str(exc))
             raise mapped from None
         finally:
-            log.debug("rpc", rpc=rpc, ms=round((time.perf_counter() - started) * 1000, 3))
+            self.metrics.rpcs.labels(rpc, code).inc()
+            log.debug("rpc", rpc=rpc, peer=context.peer(), outcome=code,
+                      ms=round((time.perf_counter() - started) * 1000, 3))
 
     # -- Flight RPCs ----------------------------------------------------------
 
@@ -110,45 +219,64 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         def run():
             command = _command(descriptor)
             return self._dispatch("GetFlightInfo", GET_FLIGHT_INFO, context, command, descriptor)
-        return self._guard("GetFlightInfo", run)
+        return self._guard("GetFlightInfo", context, run)
 
     def get_schema(self, context, descriptor):
         def run():
             command = _command(descriptor)
             schema = self._dispatch("GetSchema", GET_SCHEMA, context, command)
             return flight.SchemaResult(schema)
-        return self._guard("GetSchema", run)
+        return self._guard("GetSchema", context, run)
 
     def do_get(self, context, ticket):
         def run():
             return self._dispatch("DoGet", DO_GET, context, commands.unpack_command(ticket.ticket))
-        return self._guard("DoGet", run)
+        return self._guard("DoGet", context, run)
 
     def do_put(self, context, descriptor, reader, writer):
         def run():
             command = _command(descriptor)
-            return self._dispatch("DoPut", DO_PUT, context, command, reader, writer)
-        return self._guard("DoPut", run)
+            self._dispatch("DoPut", DO_PUT, context, command, reader, writer)
+        return self._guard("DoPut", context, run)
 
     def do_action(self, context, action):
         def run():
+            body = action.body.to_pybytes() if action.body is not None else b""
+            operator = OPERATOR_ACTIONS.get(action.type)
+            if operator is not None:
+                return [flight.Result(pa.py_buffer(item)) for item in getattr(self, operator[0])(context, body)]
             entry = ACTIONS.get(action.type)
             if entry is None:
                 raise NotImplementedError(f"unknown action {action.type!r}")
-            body = action.body.to_pybytes() if action.body is not None else b""
             request = commands.unpack_action(action.type, body)
-            results = getattr(self, entry[0])(self._call(context), request)
+            call = self._call(context)
+            handler = getattr(self, entry[0])
+            if entry[0] in STATEMENT_KINDS:
+                results = self._run_statement("DoAction", entry[0], context, call, request,
+                                              lambda: handler(call, request))
+            else:
+                results = handler(call, request)
             return [flight.Result(pa.py_buffer(item)) for item in results]
-        return self._guard("DoAction", run)
+        return self._guard("DoAction", context, run)
 
     def list_actions(self, context):
-        return [flight.ActionType(name, description) for name, (_, description) in ACTIONS.items()]
+        entries = list(ACTIONS.items()) + list(OPERATOR_ACTIONS.items())
+        return [flight.ActionType(name, description) for name, (_, description) in entries]
 
     def list_flights(self, context, criteria):
         return iter(())
 
+    def drain(self, grace_period: float) -> None:
+        """Stops admitting statements, waits up to `grace_period` for running ones, interrupts the rest."""
+        self.admission.drain()
+        deadline = time.monotonic() + grace_period
+        while self.admission.stats()["running"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.watchdog.interrupt_all()
+
     def shutdown(self):
         super().shutdown()
+        self.watchdog.stop()
         self.pool.shutdown()
 
 

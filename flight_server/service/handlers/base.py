@@ -30,5 +30,10 @@ def info_for(descriptor: flight.FlightDescriptor, schema: pa.Schema, ticket_mess
     return flight.FlightInfo(schema, descriptor, [endpoint], total_records, -1)
 
 
+def update_result(count: int) -> pa.Buffer:
+    """The DoPut reply for updates and ingest: a bare DoPutUpdateResult."""
+    return pa.py_buffer(sql.DoPutUpdateResult(record_count=count).SerializeToString())
+
+
 def statement_ticket(handle: bytes) -> sql.TicketStatementQuery:
     return sql.TicketStatementQuery(statement_handle=handle)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
-
 from ...engine.errors import QueryError
 from ...engine.ingest import IfExists, IfMissing, IngestTarget
 from ...protocol import flight_sql_pb2 as sql
-from .base import Call
+from .base import Call, update_result
 
 _OPTIONS = sql.CommandStatementIngest.TableDefinitionOptions
 _IF_EXISTS = {
@@ -22,7 +20,7 @@ _IF_MISSING = {
 
 
 class IngestHandlers:
-    def do_put_ingest(self, call: Call, command: sql.CommandStatementIngest, reader, writer) -> None:
+    def do_put_ingest(self, call: Call, command: sql.CommandStatementIngest, reader, writer) -> int:
         options = command.table_definition_options
         if options.if_exists not in _IF_EXISTS or options.if_not_exist not in _IF_MISSING:
             raise QueryError("CommandStatementIngest needs if_exists and if_not_exist options set")
@@ -36,4 +34,5 @@ class IngestHandlers:
         )
         transaction = command.transaction_id if command.HasField("transaction_id") else None
         count = call.session.ingest(reader.to_reader(), target, transaction)
-        writer.write(pa.py_buffer(sql.DoPutUpdateResult(record_count=count).SerializeToString()))
+        writer.write(update_result(count))
+        return count

@@ -8,7 +8,7 @@ import pyarrow.flight as flight
 from ...protocol import commands
 from ...protocol import flight_sql_pb2 as sql
 from ...protocol import schemas
-from .base import Call, info_for, statement_ticket
+from .base import Call, info_for, statement_ticket, update_result
 
 
 def _read_parameters(reader: flight.MetadataRecordBatchReader) -> tuple[list[pa.RecordBatch], pa.Schema | None]:
@@ -64,4 +64,5 @@ class PreparedHandlers:
         sent = schema is not None and (batches or len(schema) > 0)
         count = call.session.execute_prepared_update(
             command.prepared_statement_handle, batches if sent else None, schema if sent else None)
-        writer.write(pa.py_buffer(sql.DoPutUpdateResult(record_count=count).SerializeToString()))
+        writer.write(update_result(count))
+        return count

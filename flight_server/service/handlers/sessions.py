@@ -28,9 +28,17 @@ class SessionHandlers:
         result = core.SetSessionOptionsResult()
         wanted: dict[str, str] = {}
         for name, value in request.session_options.items():
-            if name not in ("catalog", "schema"):
+            kind = value.WhichOneof("option_value")
+            if name == "statement_timeout":
+                if kind in ("int64_value", "double_value") and getattr(value, kind) >= 0:
+                    call.session.options["statement_timeout"] = float(getattr(value, kind))
+                elif kind == "string_value" and _is_number(value.string_value):
+                    call.session.options["statement_timeout"] = float(value.string_value)
+                else:
+                    result.errors[name].value = core.SetSessionOptionsResult.INVALID_VALUE
+            elif name not in ("catalog", "schema"):
                 result.errors[name].value = core.SetSessionOptionsResult.INVALID_NAME
-            elif value.WhichOneof("option_value") != "string_value":
+            elif kind != "string_value":
                 result.errors[name].value = core.SetSessionOptionsResult.INVALID_VALUE
             else:
                 wanted[name] = value.string_value
@@ -42,6 +50,8 @@ class SessionHandlers:
         result = core.GetSessionOptionsResult()
         result.session_options["catalog"].string_value = call.session.current_catalog()
         result.session_options["schema"].string_value = call.session.current_schema()
+        if "statement_timeout" in call.session.options:
+            result.session_options["statement_timeout"].double_value = call.session.options["statement_timeout"]
         return [result.SerializeToString()]
 
     def action_close_session(self, call: Call, request):
@@ -68,3 +78,10 @@ class SessionHandlers:
         self.action_cancel_flight_info(call, inner)
         result = sql.ActionCancelQueryResult(result=sql.ActionCancelQueryResult.CANCEL_RESULT_CANCELLED)
         return [commands.pack(result)]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return float(text) >= 0
+    except ValueError:
+        return False

@@ -6,7 +6,7 @@ import pyarrow.flight as flight
 
 from ...protocol import flight_sql_pb2 as sql
 from ...protocol import schemas
-from .base import Call, info_for, statement_ticket
+from .base import Call, info_for, statement_ticket, update_result
 
 
 class StatementHandlers:
@@ -31,13 +31,8 @@ class StatementHandlers:
         outcome = call.session.execute(command.query)
         return flight.RecordBatchStream(outcome.reader)
 
-    def do_put_statement_update(self, call: Call, command: sql.CommandStatementUpdate, reader, writer) -> None:
+    def do_put_statement_update(self, call: Call, command: sql.CommandStatementUpdate, reader, writer) -> int:
         transaction = command.transaction_id if command.HasField("transaction_id") else None
         count = call.session.execute_update(command.query, transaction)
-        writer.write(_update_result(count))
-
-
-def _update_result(count: int):
-    import pyarrow as pa
-
-    return pa.py_buffer(sql.DoPutUpdateResult(record_count=count).SerializeToString())
+        writer.write(update_result(count))
+        return count

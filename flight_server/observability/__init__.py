@@ -1,0 +1,1 @@
+"""Seeing inside a running server: statistics, Prometheus metrics, the HTTP health port."""

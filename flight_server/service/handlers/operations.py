@@ -1,0 +1,90 @@
+"""Operator actions: health (open to all), statistics and circuit-breaker-reset, with JSON bodies and results."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import psutil
+
+from ...resilience.breaker import OPEN
+
+
+class OperationsHandlers:
+    def health_report(self) -> dict:
+        started = time.perf_counter()
+        try:
+            conn = self.database.connect()
+            try:
+                conn.execute("SELECT 1").fetchall()
+            finally:
+                conn.close()
+            query_ok = True
+        except Exception:
+            query_ok = False
+        elapsed = time.perf_counter() - started
+        path = self.database.path
+        exists = path == ":memory:" or os.path.exists(path)
+        size_mb = os.path.getsize(path) / 1e6 if path != ":memory:" and exists else 0.0
+        breaker = self.breaker.stats()
+        pool = self.pool.stats()
+        if not query_ok or not exists:
+            status = "unhealthy"
+        elif breaker["state"] != "closed" or pool["available_connections"] == 0 or self.admission.draining:
+            status = "degraded"
+        else:
+            status = "healthy"
+        return {
+            "status": status,
+            "service_initialized": True,
+            "database_exists": exists,
+            "database_path": path,
+            "database_size_mb": round(size_mb, 3),
+            "query_test": {"success": query_ok, "execution_time": round(elapsed, 6)},
+            "connection_pool": pool,
+            "circuit_breaker": {k: breaker[k] for k in ("state", "failure_count", "success_rate")},
+        }
+
+    def ready(self) -> tuple[bool, dict]:
+        open_breaker = self.breaker.stats()["state"] == OPEN
+        ok = not open_breaker and not self.admission.draining
+        return ok, {"circuit_breaker": self.breaker.state, "draining": self.admission.draining}
+
+    def statistics_report(self) -> dict:
+        process = psutil.Process()
+        path = self.database.path
+        folder = os.path.dirname(os.path.abspath(path)) if path != ":memory:" else os.getcwd()
+        stats = self.stats.snapshot()
+        return {
+            "service": {
+                "uptime_seconds": round(time.time() - self.started, 3),
+                "memory_limit": self.database.setting("memory_limit"),
+                "worker_threads": int(self.database.setting("threads")),
+                "version": self.sql_info_values[1],
+            },
+            "metrics": {k: stats[k] for k in ("total_queries", "successful_queries", "failed_queries",
+                                               "success_rate", "avg_query_time")},
+            "performance": {k: stats[k] for k in ("recent_query_times", "queries_over_1s", "queries_over_5s")},
+            "system": {
+                "process_memory_mb": round(process.memory_info().rss / 1e6, 3),
+                "cpu_percent": process.cpu_percent(interval=0.05),
+                "disk_usage_percent": psutil.disk_usage(folder).percent,
+            },
+            "sessions": {"active": len(self.pool.sessions()), **self.pool.stats()},
+            "queue": self.admission.stats(),
+            "data": {"rows_written": stats["rows_written"]},
+            "circuit_breaker": self.breaker.stats(),
+            "watchdog": {"interrupts": self.watchdog.interrupts},
+        }
+
+    def action_health(self, context, body: bytes):
+        return [json.dumps(self.health_report()).encode()]
+
+    def action_statistics(self, context, body: bytes):
+        return [json.dumps(self.statistics_report()).encode()]
+
+    def action_circuit_breaker_reset(self, context, body: bytes):
+        before = self.breaker.state
+        self.breaker.reset()
+        return [json.dumps({"previous_state": before, "state": self.breaker.state}).encode()]
