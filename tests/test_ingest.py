@@ -198,3 +198,31 @@ def test_ingest_many_types_round_trip(conn, unique_name):
     # Compare as Python values: DuckDB may normalise e.g. large_string -> string.
     assert sorted(got.to_pylist(), key=repr) == sorted(data.to_pylist(), key=repr)
 
+
+
+def test_ingest_names_that_need_quoting(conn, unique_name):
+    t = f'Mixed Case "{unique_name("q")}" tbl'
+    data = pa.table({"Col With Space": pa.array([1, 2, 3]), 'quote"col': pa.array(["a", "b", "c"])})
+    assert ingest(conn, t, data, "create") == 3
+    quoted = '"' + t.replace('"', '""') + '"'
+    assert rows(conn, f'SELECT sum("Col With Space"), string_agg("quote""col", \'\' ORDER BY 1) FROM {quoted}') \
+        == [(6, "abc")]
+    assert ingest(conn, t, data, "append") == 3
+    assert scalar(conn, f"SELECT count(*) FROM {quoted}") == 6
+
+
+def test_ingest_into_attached_catalog(conn, unique_name):
+    cat = unique_name("cat")
+    t = unique_name()
+    cur = conn.cursor()
+    cur.execute(f"ATTACH ':memory:' AS {cat}")
+    cur.close()
+    try:
+        assert ingest(conn, t, make_table(n=100), "create", catalog_name=cat, db_schema_name="main") == 100
+        assert rows(conn, f"SELECT count(*), sum(id) FROM {cat}.main.{t}") == [(100, 4950)]
+        # created only in the attached catalog, not in the default one
+        assert rows(conn, f"SELECT database_name FROM duckdb_tables() WHERE table_name = '{t}'") == [(cat,)]
+    finally:
+        cur = conn.cursor()
+        cur.execute(f"DETACH {cat}")
+        cur.close()

@@ -209,3 +209,9 @@ def test_metadata_sees_other_sessions_new_table(conn, conn2, unique_name):
     cur.close()
     schema = conn.adbc_get_table_schema(t)
     assert schema.names == ["z"]
+
+
+def test_get_table_schema_of_view(conn, objects):
+    schema = conn.adbc_get_table_schema(objects["view"], db_schema_filter=objects["schema"])
+    assert schema.names == ["id"]
+    assert schema.field("id").type == pa.int32()

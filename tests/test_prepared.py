@@ -205,3 +205,57 @@ def test_parameterised_insert_then_select(conn, unique_name):
     cur.execute(f"SELECT * FROM {t}")
     assert cur.fetchall() == [(dt.date(2020, 5, 17), dt.datetime(2020, 5, 17, 8, 30), decimal.Decimal("9.99"))]
     cur.close()
+
+
+def test_reexecuted_query_after_schema_change(conn, conn2, unique_name):
+    """A cursor re-running the same SELECT (same prepared handle) after ALTER TABLE
+    gets the new shape; the declared FlightInfo schema must match the stream."""
+    t = unique_name()
+    setup = conn2.cursor()
+    setup.execute(f"CREATE TABLE {t} AS SELECT 1 AS a")
+    setup.close()
+    cur = conn.cursor()
+    cur.execute(f"SELECT * FROM {t}")
+    assert cur.fetchall() == [(1,)]
+    alter = conn2.cursor()
+    alter.execute(f"ALTER TABLE {t} ADD COLUMN b VARCHAR DEFAULT 'x'")
+    alter.close()
+    cur.execute(f"SELECT * FROM {t}")
+    table = cur.fetch_arrow_table()
+    assert table.column_names == ["a", "b"]
+    assert table.to_pylist() == [{"a": 1, "b": "x"}]
+    cur.close()
+
+
+def test_echo_many_parameter_types(conn):
+    batch = pa.record_batch({
+        "i8": pa.array([-5], pa.int8()),
+        "u64": pa.array([18446744073709551615], pa.uint64()),
+        "f32": pa.array([1.5], pa.float32()),
+        "dec": pa.array([decimal.Decimal("-12345678901234567890.0123456789")], pa.decimal128(38, 10)),
+        "bin": pa.array([b"\x00\xff"], pa.binary()),
+        "t": pa.array([dt.time(13, 14, 15, 161718)], pa.time64("us")),
+        "d": pa.array([dt.date(1999, 12, 31)], pa.date32()),
+        "ts_ms": pa.array([dt.datetime(2001, 2, 3, 4, 5, 6, 7000)], pa.timestamp("ms")),
+        "iv": pa.array([pa.scalar((1, 2, 3_000), pa.month_day_nano_interval()).as_py()],
+                       pa.month_day_nano_interval()),
+        "lst": pa.array([[1, None, 3]], pa.list_(pa.int32())),
+        "st": pa.array([{"k": "v", "n": 2}], pa.struct([("k", pa.string()), ("n", pa.int64())])),
+    })
+    cur = conn.cursor()
+    cur.execute("SELECT " + ", ".join("?" for _ in batch.schema), batch)
+    got = cur.fetchall()
+    cur.close()
+    assert len(got) == 1
+    row = got[0]
+    assert row[0] == -5
+    assert row[1] == 18446744073709551615
+    assert row[2] == 1.5
+    assert row[3] == decimal.Decimal("-12345678901234567890.0123456789")
+    assert row[4] == b"\x00\xff"
+    assert row[5] == dt.time(13, 14, 15, 161718)
+    assert row[6] == dt.date(1999, 12, 31)
+    assert row[7] == dt.datetime(2001, 2, 3, 4, 5, 6, 7000)
+    assert tuple(row[8]) == (1, 2, 3_000)
+    assert row[9] == [1, None, 3]
+    assert row[10] == {"k": "v", "n": 2}

@@ -117,24 +117,67 @@ def test_ddl_and_dml_apply_without_fetch(server, unique_name):
         reader.close()
 
 
-def test_dml_result_count_via_execute(conn, unique_name):
+def test_dml_rowcount_via_execute(conn, unique_name):
     t = unique_name()
     cur = conn.cursor()
     cur.execute(f"CREATE TABLE {t} AS SELECT i FROM range(10) t(i)")
     cur.execute(f"INSERT INTO {t} SELECT i FROM range(5) t(i)")
+    assert cur.rowcount == 5
     # DuckDB reports the affected-row count as the single result row.
     assert cur.fetchall() == [(5,)]
-    # rowcount comes from FlightInfo.total_records: exact, or -1 if unknown,
-    # never the number of rows in the result stream (1) or anything else.
-    assert cur.rowcount in (5, -1)
     cur.execute(f"UPDATE {t} SET i = i + 100 WHERE i < 3")
+    assert cur.rowcount == 6
     assert cur.fetchall() == [(6,)]
-    assert cur.rowcount in (6, -1)
     cur.execute(f"DELETE FROM {t} WHERE i >= 100")
+    assert cur.rowcount == 6
     assert cur.fetchall() == [(6,)]
-    assert cur.rowcount in (6, -1)
+    cur.execute(f"DELETE FROM {t} WHERE i > 1000")
+    assert cur.rowcount == 0
     cur.close()
     assert scalar(conn, f"SELECT count(*) FROM {t}") == 9
+
+
+def test_ddl_rowcount_via_execute(conn, unique_name):
+    t = unique_name()
+    cur = conn.cursor()
+    cur.execute(f"CREATE TABLE {t} (i INTEGER)")
+    assert cur.rowcount in (0, -1)
+    cur.execute(f"ALTER TABLE {t} ADD COLUMN j INTEGER")
+    assert cur.rowcount in (0, -1)
+    cur.execute(f"DROP TABLE {t}")
+    assert cur.rowcount in (0, -1)
+    cur.close()
+
+
+def test_same_insert_reexecuted_on_one_cursor_runs_each_time(conn, unique_name):
+    """The DB-API reuses one prepared statement for repeated SQL; each execute must run it."""
+    t = unique_name()
+    cur = conn.cursor()
+    cur.execute(f"CREATE TABLE {t} (i INTEGER)")
+    for _ in range(3):
+        cur.execute(f"INSERT INTO {t} VALUES (1)")
+        assert cur.rowcount == 1
+    cur.close()
+    assert scalar(conn, f"SELECT count(*) FROM {t}") == 3
+
+
+def test_same_select_reexecuted_sees_fresh_data(conn, conn2, unique_name):
+    t = unique_name()
+    cur = conn.cursor()
+    cur.execute(f"CREATE TABLE {t} (i INTEGER)")
+    for expected in range(4):
+        cur.execute(f"SELECT count(*) FROM {t}")
+        assert cur.fetchall() == [(expected,)]
+        w = conn2.cursor()
+        w.execute(f"INSERT INTO {t} VALUES ({expected})")
+        w.close()
+    cur.close()
+
+
+def test_trailing_semicolon_and_comments(conn):
+    assert scalar(conn, "SELECT 1;") == 1
+    assert scalar(conn, "-- leading comment\nSELECT 2 /* inline */") == 2
+    assert scalar(conn, "  \n\tSELECT 3  ;  ") == 3
 
 
 def _execute_update(conn, sql: str) -> int:
