@@ -210,7 +210,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             raise mapped from None
         finally:
             self.metrics.rpcs.labels(rpc, code).inc()
-            log.debug("rpc", rpc=rpc, peer=context.peer(), outcome=code,
+            log.info("rpc", rpc=rpc, peer=context.peer(), outcome=code,
                       ms=round((time.perf_counter() - started) * 1000, 3))
 
     # -- Flight RPCs ----------------------------------------------------------
