@@ -238,3 +238,28 @@ def test_committed_data_survives_shutdown(start_server, tmp_path, how):
     with again.connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*), max(i) FROM durable")
         assert cur.fetchall() == [(1001, 1000)]
+
+
+def test_client_vanishing_mid_stream_leaves_server_serving(start_server):
+    server = start_server()
+    script = (
+        "import os, sys, adbc_driver_flightsql.dbapi as d\n"
+        f"conn = d.connect('{server.uri}', autocommit=True)\n"
+        "cur = conn.cursor()\n"
+        "cur.execute('SELECT i, i::VARCHAR AS s FROM range(200000000) t(i)')\n"
+        "reader = cur.fetch_record_batch()\n"
+        "reader.read_next_batch()\n"
+        "print('got a batch', flush=True)\n"
+        "os._exit(0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "got a batch" in result.stdout, result.stderr
+    process = psutil.Process(server.proc.pid)
+    time.sleep(1.0)
+    process.cpu_percent()
+    time.sleep(1.0)
+    assert process.cpu_percent() < 50, "server still producing the abandoned stream"
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM range(1000)")
+        assert cur.fetchall() == [(1000,)]
+    assert server.alive()
