@@ -135,6 +135,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("shutdown_grace_period", "FLIGHT_SHUTDOWN_GRACE_PERIOD", 30.0,
             "Seconds running statements get to finish on SIGTERM before they are interrupted.",
             _non_negative_float),
+    Setting("backup_dir", "FLIGHT_BACKUP_DIR", "", "Folder for the backup action's snapshots "
+            "(default: backups in the data folder)."),
     Setting("log_sql", "FLIGHT_LOG_SQL", True, "Include SQL text in statement log records.", _bool),
     Setting("log_level", "FLIGHT_LOG_LEVEL", "info", "debug, info, warning or error.", _log_level),
 )
@@ -166,6 +168,7 @@ class Config:
     breaker_reset_timeout: float = 30.0
     http_port: int = 8080
     shutdown_grace_period: float = 30.0
+    backup_dir: str = ""
     log_sql: bool = True
     log_level: str = "info"
 
@@ -174,6 +177,10 @@ class Config:
         if self.database:
             return self.database
         return os.path.join(self.data_dir, "flight.duckdb")
+
+    @property
+    def backup_directory(self) -> str:
+        return self.backup_dir or os.path.join(self.data_dir, "backups")
 
     @property
     def temp_directory(self) -> str:

@@ -8,6 +8,7 @@ import time
 
 import psutil
 
+from ...engine import backup
 from ...resilience.breaker import OPEN
 
 
@@ -83,6 +84,14 @@ class OperationsHandlers:
 
     def action_statistics(self, context, body: bytes):
         return [json.dumps(self.statistics_report()).encode()]
+
+    def action_backup(self, context, body: bytes):
+        conn = self.database.connect()
+        try:
+            result = backup.backup(conn, self.config.backup_directory)
+        finally:
+            conn.close()
+        return [json.dumps(result).encode()]
 
     def action_circuit_breaker_reset(self, context, body: bytes):
         before = self.breaker.state
