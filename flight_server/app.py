@@ -1,15 +1,30 @@
-"""Wires configuration into the engine and the Flight service."""
+"""Wires configuration into the engine, the auth layer and the Flight service."""
 
 from __future__ import annotations
 
-from .config import Config
+import os
+
+import structlog
+
+from .auth.middleware import AuthMiddlewareFactory
+from .auth.throttle import LoginThrottle
+from .auth.tokens import TokenSigner
+from .auth.users import UserStore, bootstrap_admin
+from .config import Config, ConfigError
 from .engine import Database, SessionPool
 from .engine.database import EngineSettings
 from .memory import effective_limit
 from .service.server import FlightSqlServer
 
+log = structlog.get_logger("flight_server")
+
 
 def build_server(config: Config) -> FlightSqlServer:
+    auth = build_auth(config)
+    tls = build_tls(config)
+    allowed = None
+    if config.sandbox:
+        allowed = tuple(config.allowed_directory_list) + (config.backup_directory,)
     settings = EngineSettings(
         database_path=config.database_path,
         memory_limit=effective_limit(config.memory_limit, config.max_memory_percentage),
@@ -17,9 +32,59 @@ def build_server(config: Config) -> FlightSqlServer:
         temp_directory=config.temp_directory,
         max_temp_directory_size=config.max_temp_directory_size or None,
         read_only=config.read_only,
+        allowed_directories=allowed,
     )
     database = Database(settings)
     pool = SessionPool(database.connect, max_sessions=config.pool_size,
                        idle_timeout=config.session_idle_timeout, max_prepared=config.max_prepared_statements)
     pool.start()
-    return FlightSqlServer(config, database, pool)
+    return FlightSqlServer(config, database, pool, auth=auth, tls=tls)
+
+
+def build_auth(config: Config) -> AuthMiddlewareFactory | None:
+    if config.auth == "none":
+        if not config.is_loopback and not config.allow_unauthenticated_network:
+            raise ConfigError(f"FLIGHT_AUTH: refusing to serve {config.host} without authentication; "
+                              "configure users or set FLIGHT_ALLOW_UNAUTHENTICATED_NETWORK=true")
+        log.warning("authentication is off", host=config.host)
+        return None
+    users_file = config.users_path
+    exists = os.path.exists(users_file)
+    if not exists and not config.user:
+        password = bootstrap_admin(users_file)
+        secret_file = os.path.join(os.path.dirname(os.path.abspath(users_file)), "initial-admin-password")
+        fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+        log.warning("created user 'admin'; its password is in the file named here (readable by this account "
+                    "only). Add users to the users file and delete that file.", password_file=secret_file,
+                    users_file=users_file)
+        exists = True
+    try:
+        users = UserStore.load(users_file if exists else None, config.user or None, config.password or None,
+                               config.user_role)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"FLIGHT_USERS_FILE: {exc}") from None
+    if not len(users):
+        raise ConfigError(f"FLIGHT_USERS_FILE: no users in {users_file}")
+    signer = TokenSigner(config.token_secret.encode() if config.token_secret else None, config.token_ttl)
+    return AuthMiddlewareFactory(users, signer, LoginThrottle())
+
+
+def build_tls(config: Config) -> dict | None:
+    if not config.tls_cert:
+        if config.tls_client_ca:
+            raise ConfigError("FLIGHT_TLS_CLIENT_CA: mutual TLS needs --tls-cert and --tls-key too")
+        return None
+    if not config.tls_key:
+        raise ConfigError("FLIGHT_TLS_KEY: --tls-cert needs --tls-key")
+    try:
+        with open(config.tls_cert, "rb") as cert, open(config.tls_key, "rb") as key:
+            options: dict = {"tls_certificates": [(cert.read(), key.read())]}
+        if config.tls_client_ca:
+            with open(config.tls_client_ca, "rb") as ca:
+                options["root_certificates"] = ca.read()
+            options["verify_client"] = True
+    except OSError as exc:
+        raise ConfigError(f"FLIGHT_TLS_CERT: cannot read {exc.filename}: {exc.strerror}") from None
+    return options

@@ -15,8 +15,12 @@ from .config import Config, ConfigError, add_arguments, load
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="duckdb-flight-server",
-                                     description="Arrow Flight SQL server for DuckDB.")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hash-password"]:
+        return hash_password_command()
+    parser = argparse.ArgumentParser(
+        prog="duckdb-flight-server", description="Arrow Flight SQL server for DuckDB.",
+        epilog="Subcommand: `duckdb-flight-server hash-password` prints a password hash for the users file.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_arguments(parser)
     args = parser.parse_args(argv)
@@ -30,6 +34,20 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(config.redacted(), indent=2))
         return 0
     return run(config)
+
+
+def hash_password_command() -> int:
+    """`duckdb-flight-server hash-password`: reads a password (prompt, or stdin when piped), prints its hash."""
+    import getpass
+
+    from .auth.passwords import hash_password
+
+    password = getpass.getpass("Password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if not password:
+        print("duckdb-flight-server: empty password", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
 
 
 def _check_environment(config: Config) -> None:
@@ -76,11 +94,18 @@ def run(config: Config) -> int:
     log = structlog.get_logger("flight_server")
     try:
         server = build_server(config)
+    except ConfigError as exc:
+        print(f"duckdb-flight-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the database cannot be opened, ...
+        print(f"duckdb-flight-server: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
         http = None
         if config.http_port >= 0:
             http = HealthServer(config.host, config.http_port, server.ready, server.metrics.render)
             http.start()
-    except Exception as exc:  # database cannot open, port taken after the check, ...
+    except OSError as exc:  # the HTTP port was taken after the check
         print(f"duckdb-flight-server: cannot start: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()

@@ -71,6 +71,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _choice(text: str, options: tuple[str, ...]) -> str:
+    value = text.strip().lower()
+    if value not in options:
+        raise ValueError(f"{text!r} is not one of {', '.join(options)}")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -137,6 +144,28 @@ SETTINGS: tuple[Setting, ...] = (
             _non_negative_float),
     Setting("backup_dir", "FLIGHT_BACKUP_DIR", "", "Folder for the backup action's snapshots "
             "(default: backups in the data folder)."),
+    Setting("auth", "FLIGHT_AUTH", "password",
+            "'password' (users file / env user; an admin is created at first start if none) or 'none'.",
+            lambda t: _choice(t, ("password", "none"))),
+    Setting("users_file", "FLIGHT_USERS_FILE", "", "TOML users file (default: users.toml in the data folder)."),
+    Setting("user", "FLIGHT_USER", "", "A single user from the environment (with FLIGHT_PASSWORD)."),
+    Setting("password", "FLIGHT_PASSWORD", "", "Password (or scrypt hash) of FLIGHT_USER.", secret=True),
+    Setting("user_role", "FLIGHT_USER_ROLE", "admin", "Role of FLIGHT_USER: read, write or admin.",
+            lambda t: _choice(t, ("read", "write", "admin"))),
+    Setting("token_secret", "FLIGHT_TOKEN_SECRET", "",
+            "Key that signs bearer tokens (default: random per start, so restarts log everyone out).",
+            secret=True),
+    Setting("token_ttl", "FLIGHT_TOKEN_TTL", 3600.0, "Seconds a bearer token stays valid.", _non_negative_float),
+    Setting("allow_unauthenticated_network", "FLIGHT_ALLOW_UNAUTHENTICATED_NETWORK", False,
+            "Allow --auth none on a non-loopback address.", _bool),
+    Setting("tls_cert", "FLIGHT_TLS_CERT", "", "PEM certificate chain file; enables TLS."),
+    Setting("tls_key", "FLIGHT_TLS_KEY", "", "PEM private key file for --tls-cert."),
+    Setting("tls_client_ca", "FLIGHT_TLS_CLIENT_CA", "", "PEM CA file; clients must present a certificate it "
+            "signed (mutual TLS)."),
+    Setting("sandbox", "FLIGHT_SANDBOX", True, "Confine SQL file access to --allowed-directories, block "
+            "network URLs and extension installs.", _bool),
+    Setting("allowed_directories", "FLIGHT_ALLOWED_DIRECTORIES", "",
+            "Comma-separated folders SQL may read and write (default: files in the data folder)."),
     Setting("log_sql", "FLIGHT_LOG_SQL", True, "Include SQL text in statement log records.", _bool),
     Setting("log_level", "FLIGHT_LOG_LEVEL", "info", "debug, info, warning or error.", _log_level),
 )
@@ -169,6 +198,19 @@ class Config:
     http_port: int = 8080
     shutdown_grace_period: float = 30.0
     backup_dir: str = ""
+    auth: str = "password"
+    users_file: str = ""
+    user: str = ""
+    password: str = ""
+    user_role: str = "admin"
+    token_secret: str = ""
+    token_ttl: float = 3600.0
+    allow_unauthenticated_network: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    sandbox: bool = True
+    allowed_directories: str = ""
     log_sql: bool = True
     log_level: str = "info"
 
@@ -189,7 +231,22 @@ class Config:
     @property
     def location(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"grpc://{host}:{self.port}"
+        scheme = "grpc+tls" if self.tls_cert else "grpc"
+        return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def users_path(self) -> str:
+        return self.users_file or os.path.join(self.data_dir, "users.toml")
+
+    @property
+    def allowed_directory_list(self) -> list[str]:
+        if self.allowed_directories:
+            return [p.strip() for p in self.allowed_directories.split(",") if p.strip()]
+        return [os.path.join(self.data_dir, "files")]
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
 
     def redacted(self) -> dict[str, Any]:
         secrets = {s.name for s in SETTINGS if s.secret}

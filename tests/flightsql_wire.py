@@ -152,3 +152,38 @@ def raw_query(client: flight.FlightClient, sql: str) -> tuple[flight.FlightInfo,
     if not tables:
         return info, info.schema.empty_table()
     return info, pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+# --- Flight core session actions (bodies are bare messages, not Any) ----------
+
+def parse_session_options(body: bytes) -> dict:
+    """GetSessionOptionsResult -> {name: value} (string/bool/int64/double/string list)."""
+    import struct
+
+    out: dict = {}
+    for entry in decode_fields(body).get(1, []):
+        fields = decode_fields(entry)
+        key = fields.get(1, [b""])[0].decode()
+        value_msg = fields.get(2, [b""])[0]
+        vf = decode_fields(value_msg) if value_msg else {}
+        if 1 in vf:
+            value: object = vf[1][0].decode()
+        elif 2 in vf:
+            value = bool(vf[2][0])
+        elif 3 in vf:
+            value = struct.unpack("<q", vf[3][0])[0]
+        elif 4 in vf:
+            value = struct.unpack("<d", vf[4][0])[0]
+        elif 5 in vf:
+            value = [v.decode() for v in decode_fields(vf[5][0]).get(1, [])]
+        else:
+            value = None
+        out[key] = value
+    return out
+
+
+def set_session_string_option(name: str, value: str) -> bytes:
+    """SetSessionOptionsRequest with one string option."""
+    option_value = field_bytes(1, value)
+    entry = field_bytes(1, name) + field_bytes(2, option_value)
+    return field_bytes(1, entry)

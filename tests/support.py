@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -138,6 +139,11 @@ def launch_server(workdir: Path, database: str | None = None,
                 "--port", str(port), "--database", database]
         if "http_port" not in flags:
             argv += ["--http-port", "0"]  # the HTTP side port defaults to 8080; tests run many servers
+        if "auth" not in flags:
+            argv += ["--auth", "none"]  # authentication is on by default; tests/test_security.py covers it
+        if "allowed_directories" not in flags and "sandbox" not in flags:
+            # The sandbox confines SQL file access; tests read and write files in pytest's temp folders.
+            argv += ["--allowed-directories", tempfile.gettempdir()]
         for key, value in flags.items():
             if value is None or value is False:
                 continue

@@ -167,3 +167,39 @@ def test_errors_in_one_session_do_not_affect_another(conn, conn2):
     with pytest.raises(adbc_driver_manager.Error):
         rows(conn, "SELEC broken")
     assert scalar(conn2, "SELECT 8") == 8
+
+
+def test_repeated_runtime_errors_do_not_disable_server(start_server):
+    """User errors raised while streaming are the client's fault, not an engine
+    failure: ten of them in a row must not make the server refuse other work."""
+    srv = start_server(database=":memory:")
+    sql = "SELECT CASE WHEN i = 150000 THEN error('boom at 150000') ELSE i END AS v FROM range(300000) t(i)"
+    c = srv.connect()
+    for attempt in range(10):
+        cur = c.cursor()
+        with pytest.raises(adbc_driver_manager.Error) as info:
+            cur.execute(sql)
+            cur.fetch_arrow_table()
+        cur.close()
+        assert "boom at 150000" in str(info.value), f"attempt {attempt}: {info.value}"
+    other = srv.connect()
+    assert scalar(other, "SELECT 'healthy'") == "healthy"
+    assert scalar(c, "SELECT 'still healthy'") == "still healthy"
+    other.close()
+    c.close()
+
+
+def test_repeated_constraint_errors_do_not_disable_server(start_server):
+    srv = start_server(database=":memory:")
+    c = srv.connect()
+    cur = c.cursor()
+    cur.execute("CREATE TABLE pk (id INTEGER PRIMARY KEY)")
+    cur.execute("INSERT INTO pk VALUES (1)")
+    for attempt in range(10):
+        with pytest.raises(adbc_driver_manager.Error) as info:
+            cur.execute("INSERT INTO pk VALUES (1)")
+            cur.fetchall()
+        assert "duplicate key" in str(info.value).lower(), f"attempt {attempt}: {info.value}"
+    cur.close()
+    assert scalar(c, "SELECT count(*) FROM pk") == 1
+    c.close()

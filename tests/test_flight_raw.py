@@ -171,3 +171,39 @@ def test_query_error_over_raw_flight(server, client):
     assert "Traceback" not in str(info.value)
     assert_server_still_answers(server, client)
 
+
+
+def test_raw_session_options_report_catalog_and_schema(server, client):
+    results = list(client.do_action(flight.Action("GetSessionOptions", b"")))
+    assert len(results) == 1
+    options = wire.parse_session_options(results[0].body.to_pybytes())
+    c = server.connect()
+    try:
+        current = scalar(c, "SELECT current_database()")
+    finally:
+        c.close()
+    assert options.get("catalog") == current, options
+    assert options.get("schema") == "main", options
+
+
+def test_raw_set_session_option_schema(client, unique_name):
+    schema = unique_name("s")
+    wire.raw_query(client, f"CREATE SCHEMA {schema}")
+    list(client.do_action(flight.Action(
+        "SetSessionOptions", wire.set_session_string_option("schema", schema))))
+    _, table = wire.raw_query(client, "SELECT current_schema() AS s")
+    assert table.to_pylist() == [{"s": schema}]
+    results = list(client.do_action(flight.Action("GetSessionOptions", b"")))
+    assert wire.parse_session_options(results[0].body.to_pybytes()).get("schema") == schema
+
+
+def test_raw_close_session_drops_session_state(server, client, unique_name):
+    t = unique_name("tmp")
+    wire.raw_query(client, f"CREATE TEMP TABLE {t} AS SELECT 1 AS x")
+    assert wire.raw_query(client, f"SELECT x FROM {t}")[1].to_pylist() == [{"x": 1}]
+    list(client.do_action(flight.Action("CloseSession", b"")))
+    # the next call starts a fresh session: the temp table is gone
+    with pytest.raises(pa.ArrowInvalid) as info:
+        wire.raw_query(client, f"SELECT x FROM {t}")
+    assert "does not exist" in str(info.value)
+    assert_server_still_answers(server, client)

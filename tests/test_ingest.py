@@ -66,13 +66,14 @@ def test_ingest_append_replace_create_append(conn, conn2, unique_name):
     assert ingest(conn, t, second, "append") == N
     check_contents(conn2, t, 2 * N, (2 * N) * (2 * N - 1) // 2)
 
-    small = make_table(n=1000, offset=5_000_000)
-    assert ingest(conn, t, small, "replace") == 1000
-    check_contents(conn2, t, 1000, sum(range(5_000_000, 5_001_000)))
+    replacement = make_table(offset=5_000_000)
+    replaced_sum = (5_000_000 + 5_000_000 + N - 1) * N // 2
+    assert ingest(conn, t, replacement, "replace") == N
+    check_contents(conn2, t, N, replaced_sum)
 
     # create_append on an existing table appends ...
     assert ingest(conn, t, make_table(n=10), "create_append") == 10
-    check_contents(conn2, t, 1010, sum(range(5_000_000, 5_001_000)) + 45)
+    check_contents(conn2, t, N + 10, replaced_sum + 45)
     # ... and on a missing one creates it.
     t2 = unique_name()
     assert ingest(conn, t2, make_table(), "create_append") == N

@@ -215,3 +215,18 @@ def test_get_table_schema_of_view(conn, objects):
     schema = conn.adbc_get_table_schema(objects["view"], db_schema_filter=objects["schema"])
     assert schema.names == ["id"]
     assert schema.field("id").type == pa.int32()
+
+
+def test_get_table_schema_all_types_matches_query(conn, unique_name):
+    from support import ALL_TYPES_SQL
+
+    t = unique_name()
+    cur = conn.cursor()
+    cur.execute(f"CREATE TABLE {t} AS {ALL_TYPES_SQL}")
+    cur.execute(f"SELECT * FROM {t}")
+    streamed = cur.fetch_arrow_table().schema
+    cur.close()
+    declared = conn.adbc_get_table_schema(t)
+    assert declared.names == streamed.names
+    for d, s in zip(declared, streamed):
+        assert d.type == s.type, f"{s.name}: GetTables schema {d.type} != query schema {s.type}"

@@ -259,3 +259,14 @@ def test_echo_many_parameter_types(conn):
     assert tuple(row[8]) == (1, 2, 3_000)
     assert row[9] == [1, None, 3]
     assert row[10] == {"k": "v", "n": 2}
+
+
+def test_same_prepared_query_with_parameters_of_different_types(conn):
+    cur = conn.cursor()
+    cur.execute("SELECT ? AS v", (1,))
+    assert cur.fetchall() == [(1,)]
+    cur.execute("SELECT ? AS v", ("text",))
+    assert cur.fetchall() == [("text",)]
+    cur.execute("SELECT ? AS v", (2.5,))
+    assert cur.fetchall() == [(2.5,)]
+    cur.close()

@@ -243,3 +243,23 @@ def test_utf8_and_long_strings(conn):
     cur.close()
     assert s == "héllo wörld ✓ 日本語"
     assert big == "ab" * 50000
+
+
+def test_execute_partitions_and_read_partition(conn):
+    cur = conn.cursor()
+    partitions, schema = cur.adbc_execute_partitions("SELECT i, i * 3 AS t FROM range(50000) t(i)")
+    assert len(partitions) >= 1
+    if schema is not None:
+        assert schema.names == ["i", "t"]
+    total_rows = 0
+    total = 0
+    for partition in partitions:
+        reader = conn.cursor()
+        reader.adbc_read_partition(partition)
+        table = reader.fetch_arrow_table()
+        reader.close()
+        total_rows += table.num_rows
+        total += pc.sum(table["t"]).as_py()
+    cur.close()
+    assert total_rows == 50000
+    assert total == 3 * sum(range(50000))

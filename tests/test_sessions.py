@@ -219,16 +219,18 @@ def test_pool_size_limit_waits_or_rejects_then_recovers(start_server):
     outcome: dict = {}
 
     def third():
-        c = srv.connect()
+        c = None
         try:
+            c = srv.connect()
             outcome["value"] = scalar(c, "SELECT 3")
         except adbc_driver_manager.Error as exc:
             outcome["error"] = exc
         finally:
-            try:
-                c.close()
-            except Exception:
-                pass
+            if c is not None:
+                try:
+                    c.close()
+                except Exception:
+                    pass
 
     t = threading.Thread(target=third, daemon=True)
     t.start()
@@ -240,7 +242,12 @@ def test_pool_size_limit_waits_or_rejects_then_recovers(start_server):
         assert not t.is_alive(), "third session still blocked after a pool slot was freed"
         assert outcome.get("value") == 3, outcome
     elif "error" in outcome:
+        # rejected: a clear, retryable error rather than a hang
         assert "Traceback" not in str(outcome["error"])
+        assert outcome["error"].status_code in (
+            adbc_driver_manager.AdbcStatusCode.IO,  # gRPC UNAVAILABLE
+            adbc_driver_manager.AdbcStatusCode.INTERNAL,  # gRPC RESOURCE_EXHAUSTED
+        ), outcome["error"]
     else:
         assert outcome.get("value") == 3
 
@@ -296,15 +303,17 @@ def test_idle_session_frees_pool_slot(start_server):
     def second_session():
         deadline = time.monotonic() + 15
         while True:
-            c = srv.connect()
+            c = None
             try:
+                c = srv.connect()
                 return scalar(c, "SELECT 42")
             except adbc_driver_manager.Error:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
             finally:
-                c.close()
+                if c is not None:
+                    c.close()
 
     assert run_with_timeout(second_session, 25, "second session on a full pool") == 42
     idle.close()
@@ -350,3 +359,26 @@ def test_sigterm_shuts_down_promptly(start_server):
     srv.proc.wait(timeout=15)
     assert time.monotonic() - start < 10
     assert srv.proc.returncode in (0, -signal.SIGTERM), srv.stderr_tail()
+
+
+def test_idle_session_rolls_back_open_transaction(start_server):
+    srv = start_server(session_idle_timeout=1)
+    setup = srv.connect()
+    cur = setup.cursor()
+    cur.execute("CREATE TABLE idle_txn (id INTEGER PRIMARY KEY, who VARCHAR)")
+    cur.close()
+    txn = srv.connect(autocommit=False)
+    cur = txn.cursor()
+    cur.execute("INSERT INTO idle_txn VALUES (1, 'abandoned')")
+    cur.close()
+    time.sleep(4)
+    # the abandoned transaction was rolled back: the same key can be inserted
+    cur = setup.cursor()
+    cur.execute("INSERT INTO idle_txn VALUES (1, 'winner')")
+    cur.close()
+    assert rows(setup, "SELECT id, who FROM idle_txn") == [(1, "winner")]
+    try:
+        txn.close()
+    except Exception:
+        pass
+    setup.close()

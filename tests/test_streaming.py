@@ -117,3 +117,82 @@ def test_many_small_queries_are_quick(conn):
         assert cur.fetchall() == [(i,)]
     cur.close()
     assert time.monotonic() - start < 60
+
+
+def test_wide_rows_fit_default_client_message_size(conn):
+    """~100 MB of 1 kB strings: the server must cut record batches small enough for the
+    stock ADBC Go driver, which by default refuses gRPC messages over 16 MiB."""
+    cur = conn.cursor()
+    cur.execute("SELECT i, repeat('x', 1000) AS s FROM range(100000) t(i)")
+    table = cur.fetch_arrow_table()
+    cur.close()
+    assert table.num_rows == 100000
+    assert pc.min(pc.utf8_length(table["s"])).as_py() == 1000
+    assert pc.max(pc.utf8_length(table["s"])).as_py() == 1000
+    assert pc.sum(table["i"]).as_py() == 100000 * 99999 // 2
+
+
+def _drain(reader, first=None):
+    """(rows, sum) of a record batch reader, or the exception that ended it."""
+    rows = first.num_rows if first is not None else 0
+    total = pc.sum(first.column(0)).as_py() or 0 if first is not None else 0
+    try:
+        for batch in reader:
+            rows += batch.num_rows
+            total += pc.sum(batch.column(0)).as_py() or 0
+    except Exception as exc:  # noqa: BLE001 - returned to the caller
+        return exc
+    return rows, total
+
+
+# Large enough that the server cannot have sent the whole first result (into
+# gRPC buffers and the driver's prefetch queue) before the second statement runs.
+INTERLEAVE_ROWS = 20_000_000
+
+
+def test_statement_during_open_stream_on_same_connection(conn):
+    """Running another statement while a result is still streaming on the same
+    connection must never silently truncate the first result: it either completes
+    in full or fails with an error."""
+    n = INTERLEAVE_ROWS
+    a = conn.cursor()
+    a.execute(f"SELECT i FROM range({n}) t(i)")
+    reader = a.fetch_record_batch()
+    first = reader.read_next_batch()
+    assert first.num_rows < n
+    b = conn.cursor()
+    b.execute("SELECT count(*) FROM range(1000)")
+    assert b.fetchall() == [(1000,)]
+    b.close()
+    outcome = _drain(reader, first)
+    a.close()
+    if not isinstance(outcome, Exception):
+        assert outcome == (n, n * (n - 1) // 2), f"stream silently truncated: got {outcome}"
+
+
+def test_two_interleaved_streams_on_same_connection(conn):
+    n = INTERLEAVE_ROWS
+    a = conn.cursor()
+    a.execute(f"SELECT i FROM range({n}) t(i)")
+    ra = a.fetch_record_batch()
+    b = conn.cursor()
+    b.execute(f"SELECT i FROM range({n}) t(i)")
+    rb = b.fetch_record_batch()
+    counts = [0, 0]
+    error = None
+    done = [False, False]
+    try:
+        while not all(done):
+            for idx, reader in enumerate((ra, rb)):
+                if done[idx]:
+                    continue
+                try:
+                    counts[idx] += reader.read_next_batch().num_rows
+                except StopIteration:
+                    done[idx] = True
+    except Exception as exc:  # noqa: BLE001
+        error = exc
+    a.close()
+    b.close()
+    if error is None:
+        assert counts == [n, n], f"interleaved streams silently truncated: {counts}"

@@ -141,3 +141,33 @@ def test_close_with_open_transaction_discards(server, conn, table):
     cur.close()
     c.close()
     assert scalar(conn, f"SELECT count(*) FROM {table}") == 0
+
+
+def test_prepared_statement_reused_across_commit(txn_conn, conn, table):
+    """The DB-API reuses the prepared handle (created inside the first transaction)
+    for the same SQL after commit(); it must run in the *new* transaction."""
+    cur = txn_conn.cursor()
+    cur.execute(f"INSERT INTO {table} VALUES (?, 'x')", (1,))
+    txn_conn.commit()
+    assert scalar(conn, f"SELECT count(*) FROM {table}") == 1
+    cur.execute(f"INSERT INTO {table} VALUES (?, 'x')", (2,))
+    # not visible (and not auto-committed) before the second commit
+    assert scalar(conn, f"SELECT count(*) FROM {table}") == 1
+    txn_conn.rollback()
+    assert rows(conn, f"SELECT id FROM {table}") == [(1,)]
+    assert rows(txn_conn, f"SELECT id FROM {table}") == [(1,)]
+    cur.close()
+
+
+def test_close_with_open_transaction_releases_it(server, conn, table):
+    """CloseSession ends the session's transaction: its uncommitted insert neither
+    becomes visible nor keeps blocking the same key for others."""
+    c = server.connect(autocommit=False)
+    cur = c.cursor()
+    cur.execute(f"INSERT INTO {table} VALUES (7, 'abandoned')")
+    cur.close()
+    c.close()
+    cur = conn.cursor()
+    cur.execute(f"INSERT INTO {table} VALUES (7, 'kept')")
+    cur.close()
+    assert rows(conn, f"SELECT id, s FROM {table}") == [(7, "kept")]

@@ -21,6 +21,8 @@ class EngineSettings:
     temp_directory: str | None = None
     max_temp_directory_size: str | None = None
     read_only: bool = False
+    # Sandbox: when set, SQL may touch only these folders (no other files, no URLs, no extension installs).
+    allowed_directories: tuple[str, ...] | None = None
 
 
 class Database:
@@ -38,14 +40,30 @@ class Database:
             config["temp_directory"] = settings.temp_directory
         if settings.max_temp_directory_size:
             config["max_temp_directory_size"] = settings.max_temp_directory_size
+        if settings.allowed_directories is not None:
+            config["autoinstall_known_extensions"] = False
+            config["autoload_known_extensions"] = False
         path = settings.database_path
         if path != ":memory:":
             parent = os.path.dirname(os.path.abspath(path))
             os.makedirs(parent, exist_ok=True)
         try:
             self._root = duckdb.connect(path, read_only=settings.read_only, config=config)
+            if settings.allowed_directories is not None:
+                self._seal(settings.allowed_directories)
         except Exception as exc:
             raise classify(exc) from None
+
+    def _seal(self, folders: tuple[str, ...]) -> None:
+        """DuckDB's own sandbox: after this, file access outside `folders`, URLs and extension installs
+        fail inside DuckDB, and the settings cannot be loosened again while the database runs."""
+        paths = []
+        for folder in folders:
+            os.makedirs(folder, exist_ok=True)
+            paths.append(os.path.join(os.path.abspath(folder), ""))
+        listing = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+        self._root.execute(f"SET allowed_directories = [{listing}]")
+        self._root.execute("SET enable_external_access = false")
 
     @property
     def path(self) -> str:

@@ -17,6 +17,10 @@ class QueryError(EngineError):
     """The statement is wrong: syntax, binder, catalog, type or conversion errors."""
 
 
+class PermissionDeniedError(EngineError):
+    """The caller's role does not allow this statement; nothing ran."""
+
+
 class NotFoundError(EngineError):
     """A named object or handle does not exist (prepared statement, transaction, table to append to)."""
 
@@ -57,7 +61,7 @@ _CLASSIFICATION: tuple[tuple[type[BaseException], type[EngineError]], ...] = (
     (duckdb.NotSupportedError, QueryError),
     (duckdb.InvalidInputException, QueryError),
     (duckdb.InvalidTypeException, QueryError),
-    (duckdb.PermissionException, QueryError),
+    (duckdb.PermissionException, PermissionDeniedError),  # the sandbox refused a file, URL or extension
     (duckdb.DependencyException, QueryError),
     (duckdb.SequenceException, QueryError),
     (duckdb.ConversionException, QueryError),
@@ -74,9 +78,32 @@ def classify(exc: BaseException) -> EngineError:
     for duck_type, engine_type in _CLASSIFICATION:
         if isinstance(exc, duck_type):
             return engine_type(message)
+    # Errors raised while DuckDB streams Arrow batches arrive as plain OSError/ArrowException carrying
+    # DuckDB's message; its "<Kind> Error:" prefix says what happened.
+    for prefix, engine_type in _MESSAGE_PREFIXES:
+        if message.startswith(prefix):
+            return engine_type(message)
     if isinstance(exc, (ValueError, TypeError)):
         return QueryError(message)
     return InternalError(message or type(exc).__name__)
+
+
+_MESSAGE_PREFIXES: tuple[tuple[str, type[EngineError]], ...] = (
+    ("INTERRUPT Error", CancelledError),
+    ("Out of Memory Error", ResourceError),
+    ("Constraint Error", ConstraintError),
+    ("TransactionContext Error", ConstraintError),
+    ("Invalid Input Error", QueryError),
+    ("Conversion Error", QueryError),
+    ("Out of Range Error", QueryError),
+    ("Binder Error", QueryError),
+    ("Catalog Error", QueryError),
+    ("Parser Error", QueryError),
+    ("Not implemented Error", QueryError),
+    ("Invalid Error", QueryError),
+    ("Permission Error", PermissionDeniedError),
+    ("Mismatch Type Error", QueryError),
+)
 
 
 def _looks_like_disk_full(message: str) -> bool:

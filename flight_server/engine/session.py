@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from . import ingest, parameters, statements
+from .streaming import ResultStream
 from .errors import InternalError, NotFoundError, QueryError, UnavailableError, classify
 
 
@@ -47,65 +48,83 @@ class Session:
     max_prepared: int = 256
     lock: threading.RLock = field(default_factory=threading.RLock)
     prepared: OrderedDict[bytes, PreparedStatement] = field(default_factory=OrderedDict)
-    parked: OrderedDict[bytes, object] = field(default_factory=OrderedDict)
+    parked: OrderedDict[bytes, ResultStream] = field(default_factory=OrderedDict)
+    streams: list[ResultStream] = field(default_factory=list)
     transaction_id: bytes | None = None
     options: dict[str, object] = field(default_factory=dict)
     last_used: float = field(default_factory=time.monotonic)
     closed: bool = False
+    # Optional policy (e.g. a role): .statements(list of duckdb.Statement) and .ingest() raise to refuse.
+    authorizer: object | None = None
 
     # -- the connection ---------------------------------------------------
 
     @contextlib.contextmanager
     def busy(self):
-        """Holds the connection for one operation; parked results not yet streamed are read into memory
-        first, since DuckDB ends a connection's open result when it runs the next statement."""
+        """Holds the connection for one operation. Results still being sent (or parked for DoGet) are read
+        into memory first, since DuckDB ends a connection's open result when it runs the next statement."""
         with self.lock:
             if self.closed:
                 raise UnavailableError("session is closed")
-            for handle, reader in list(self.parked.items()):
-                if not isinstance(reader, _Materialized):
-                    self.parked[handle] = _Materialized(reader.read_all())
+            for stream in self.streams:
+                stream.materialize()
+            self.streams = [s for s in self.streams if not s.finished]
             self.touch()
             yield self.conn
 
     def park(self, reader: pa.RecordBatchReader) -> bytes:
-        """Keeps a result stream until the client fetches it with DoGet; returns its handle."""
+        """Keeps a result until the client fetches it with DoGet; returns its handle."""
         with self.lock:
             handle = secrets.token_bytes(16)
-            self.parked[handle] = reader
+            stream = ResultStream(reader, self.lock)
+            self.parked[handle] = stream
+            self.streams.append(stream)
             while len(self.parked) > _MAX_PARKED:
                 _, old = self.parked.popitem(last=False)
-                _close_quietly(old)
+                old.close()
             return handle
 
-    def take(self, handle: bytes) -> pa.RecordBatchReader:
+    def take(self, handle: bytes) -> ResultStream:
         """Hands a parked result over for streaming (once)."""
         with self.lock:
-            reader = self.parked.pop(handle, None)
-        if reader is None:
+            stream = self.parked.pop(handle, None)
+        if stream is None:
             raise NotFoundError("result ticket not found (already fetched, cancelled or expired)")
-        return reader.to_reader() if isinstance(reader, _Materialized) else reader
+        return stream
+
+    def stream(self, reader: pa.RecordBatchReader) -> ResultStream:
+        """Wraps a result that is sent right away (tickets that carry their own statement)."""
+        with self.lock:
+            stream = ResultStream(reader, self.lock)
+            self.streams.append(stream)
+            return stream
 
     def cancel(self, handle: bytes) -> bool:
         """Drops a parked result and interrupts whatever the connection is running."""
         with self.lock:
-            reader = self.parked.pop(handle, None)
+            stream = self.parked.pop(handle, None)
         self.interrupt()
-        if reader is not None:
-            _close_quietly(reader)
-        return reader is not None
+        if stream is not None:
+            stream.close()
+        return stream is not None
 
     # -- statements -------------------------------------------------------
 
+    def _parse(self, sql: str) -> statements.Parsed:
+        parsed = statements.parse(sql)
+        if self.authorizer is not None:
+            self.authorizer.statements(parsed.statements)
+        return parsed
+
     def execute(self, sql: str, transaction_id: bytes | None = None) -> statements.Outcome:
         """Runs SQL now (DDL and DML take effect here) and returns its result stream."""
-        parsed = statements.parse(sql)
+        parsed = self._parse(sql)
         with self.busy():
             self._check_transaction(transaction_id)
             return statements.run(self.conn, parsed)
 
     def execute_update(self, sql: str, transaction_id: bytes | None = None) -> int:
-        parsed = statements.parse(sql)
+        parsed = self._parse(sql)
         with self.busy():
             self._check_transaction(transaction_id)
             return statements.run_update(self.conn, parsed)
@@ -119,7 +138,7 @@ class Session:
     # -- prepared statements ----------------------------------------------
 
     def prepare(self, sql: str, transaction_id: bytes | None = None) -> PreparedStatement:
-        parsed = statements.parse(sql)
+        parsed = self._parse(sql)
         with self.busy():
             self._check_transaction(transaction_id)
             schema = statements.query_schema(self.conn, parsed)
@@ -285,9 +304,10 @@ class Session:
                 self._quiet_rollback()
                 self.transaction_id = None
             self.prepared.clear()
-            for reader in self.parked.values():
-                _close_quietly(reader)
+            for stream in self.streams:
+                stream.close()
             self.parked.clear()
+            self.streams.clear()
             try:
                 self.conn.close()
             except Exception:
@@ -298,26 +318,6 @@ class Session:
 
 
 _MAX_PARKED = 16
-
-
-class _Materialized:
-    """A parked result read into memory because the connection had to run something else first."""
-
-    def __init__(self, table: pa.Table):
-        self.table = table
-
-    def to_reader(self) -> pa.RecordBatchReader:
-        return self.table.to_reader()
-
-    def close(self) -> None:
-        self.table = None
-
-
-def _close_quietly(reader) -> None:
-    try:
-        reader.close()
-    except Exception:
-        pass
 
 
 def _quote(identifier: str) -> str:
@@ -344,7 +344,7 @@ class SessionPool:
             self._reaper = threading.Thread(target=self._reap_loop, name="session-reaper", daemon=True)
             self._reaper.start()
 
-    def get(self, key: str) -> Session:
+    def get(self, key: str, authorizer: object | None = None) -> Session:
         """The session for a client key, created (with a fresh connection) on first use."""
         with self._lock:
             session = self._sessions.get(key)
@@ -361,7 +361,8 @@ class SessionPool:
                 conn = self._connect()
             except Exception as exc:
                 raise InternalError(f"could not open a DuckDB connection: {exc}") from None
-            session = Session(session_id=f"s{next(self._ids)}", conn=conn, max_prepared=self.max_prepared)
+            session = Session(session_id=f"s{next(self._ids)}", conn=conn, max_prepared=self.max_prepared,
+                              authorizer=authorizer)
             self._sessions[key] = session
             return session
 
@@ -417,6 +418,8 @@ class SessionPool:
 def _ingest(self: Session, reader: pa.RecordBatchReader, target: ingest.IngestTarget,
             transaction_id: bytes | None = None) -> int:
     """Bulk-loads a stream into a table, joining the session's open transaction if there is one."""
+    if self.authorizer is not None:
+        self.authorizer.ingest()
     with self.busy():
         self._check_transaction(transaction_id)
         return ingest.ingest(self.conn, reader, target, in_transaction=self.transaction_id is not None)

@@ -84,8 +84,9 @@ def run(
     """Executes every statement; returns the last one's result as a stream (or a one-row count)."""
     try:
         for statement in parsed.statements[:-1]:
-            conn.execute(statement.query)
-        conn.execute(parsed.last.query, parameters if parameters else None)
+            conn.execute(statement)
+        # Statement objects, not their text: statements DuckDB rewrites (PIVOT) carry no query text.
+        conn.execute(parsed.last, parameters if parameters else None)
         if parsed.counts_rows and _is_count_result(conn):
             count = int(conn.fetchone()[0])
             table = pa.table({"Count": pa.array([count], pa.int64())})
@@ -118,7 +119,7 @@ def query_schema(conn: duckdb.DuckDBPyConnection, parsed: Parsed) -> pa.Schema |
     """The Arrow schema a parameterless query will stream, found by binding it without running it."""
     if len(parsed.statements) != 1 or not parsed.is_query or parsed.parameter_count:
         return None
-    if parsed.last.type != duckdb.StatementType.SELECT:
+    if parsed.last.type != duckdb.StatementType.SELECT or not parsed.last.query.strip():
         return None
     try:
         return conn.sql(parsed.last.query).limit(0).to_arrow_table().schema

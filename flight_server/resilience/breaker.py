@@ -11,9 +11,19 @@ from ..engine.errors import EngineError, InternalError, ResourceError, Unavailab
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
+# DuckDB error kinds (message prefixes) that mean the engine, not the statement, is in trouble. Errors
+# raised while a result streams reach us as pyarrow exceptions carrying DuckDB's message.
+_INFRASTRUCTURE_PREFIXES = ("Out of Memory Error", "IO Error", "INTERNAL Error", "FATAL Error",
+                            "Invalidated database", "Fatal Error")
+
+
 def is_infrastructure_failure(exc: BaseException) -> bool:
-    return isinstance(exc, (ResourceError, InternalError)) or (
-        not isinstance(exc, EngineError) and isinstance(exc, (OSError, MemoryError)))
+    if isinstance(exc, EngineError):
+        return isinstance(exc, (ResourceError, InternalError))
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return any(prefix in text for prefix in _INFRASTRUCTURE_PREFIXES)
 
 
 class CircuitBreaker:

@@ -28,6 +28,10 @@ from .handlers.metadata import METADATA_COMMANDS, MetadataHandlers
 from .handlers.prepared import PreparedHandlers
 from .handlers.sessions import SessionHandlers
 from .handlers.statements import StatementHandlers
+from ..auth.authorizer import RoleAuthorizer
+from ..auth.middleware import MIDDLEWARE_KEY as AUTH_KEY
+from ..auth.middleware import AuthMiddlewareFactory, HandshakeAcceptor, principal_of
+from ..auth.roles import ADMIN
 from .handlers.operations import OperationsHandlers
 from .identity import MIDDLEWARE_KEY, CallMiddlewareFactory, SessionKeys, middleware
 
@@ -97,10 +101,16 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
                       OperationsHandlers, flight.FlightServerBase):
     """Arrow Flight SQL in front of one DuckDB database; one pooled connection per client session."""
 
-    def __init__(self, config: Config, database: Database, pool: SessionPool):
+    def __init__(self, config: Config, database: Database, pool: SessionPool,
+                 auth: AuthMiddlewareFactory | None = None, tls: dict | None = None):
         # Keep Python tracebacks out of the error text pyarrow sends to clients.
         sys.tracebacklimit = 0
-        super().__init__(config.location, middleware={MIDDLEWARE_KEY: CallMiddlewareFactory()})
+        middlewares = {MIDDLEWARE_KEY: CallMiddlewareFactory()}
+        if auth is not None:
+            middlewares[AUTH_KEY] = auth
+        handshake = HandshakeAcceptor() if auth is not None else None
+        super().__init__(config.location, auth_handler=handshake, middleware=middlewares, **(tls or {}))
+        self.auth = auth
         self.config = config
         self.database = database
         self.pool = pool
@@ -121,8 +131,30 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
     # -- plumbing -----------------------------------------------------------
 
     def _call(self, context: flight.ServerCallContext) -> Call:
-        key = self.keys.key_for(context)
-        return Call(key=key, peer=context.peer(), session=self.pool.get(key))
+        """The caller's session: by token session, else by user and connection (or cookie) when auth is on."""
+        if self.auth is None:
+            key = self.keys.key_for(context)
+            return Call(key=key, peer=context.peer(), session=self.pool.get(key))
+        principal = principal_of(context)
+        if principal is None:
+            raise flight.FlightUnauthenticatedError("authentication required")
+        if principal.session is not None:
+            key = "t:" + principal.session
+        else:
+            # Basic credentials on a call: one session per user and connection; hand back a token for it.
+            key = f"b:{principal.user}|{self.keys.key_for(context)}"
+            context.get_middleware(AUTH_KEY).outgoing_token = self.auth.signer.issue(
+                principal.user, principal.role, key[2:])
+        session = self.pool.get(key, RoleAuthorizer(principal.role))
+        return Call(key=key, peer=context.peer(), session=session, principal=principal)
+
+    def _require_admin(self, context, what: str) -> None:
+        if self.auth is None:
+            return
+        principal = principal_of(context)
+        if principal is None:
+            raise flight.FlightUnauthenticatedError("authentication required")
+        RoleAuthorizer(principal.role).require(ADMIN, what)
 
     def _dispatch(self, rpc: str, table: dict, context, message, *args):
         name = table.get(type(message))
@@ -245,6 +277,8 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             body = action.body.to_pybytes() if action.body is not None else b""
             operator = OPERATOR_ACTIONS.get(action.type)
             if operator is not None:
+                if action.type != "health":
+                    self._require_admin(context, f"run the {action.type} action")
                 return [flight.Result(pa.py_buffer(item)) for item in getattr(self, operator[0])(context, body)]
             entry = ACTIONS.get(action.type)
             if entry is None:
@@ -261,6 +295,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         return self._guard("DoAction", context, run)
 
     def list_actions(self, context):
+        # Without credentials only `health` is usable, but listing every action is harmless.
         entries = list(ACTIONS.items()) + list(OPERATOR_ACTIONS.items())
         return [flight.ActionType(name, description) for name, (_, description) in entries]
 

@@ -25,6 +25,8 @@ def to_flight_error(exc: BaseException) -> BaseException:
         message = exc.message
         if isinstance(exc, errors.QueryError):
             return pa.ArrowInvalid(message)
+        if isinstance(exc, errors.PermissionDeniedError):
+            return flight.FlightUnauthorizedError(message)
         if isinstance(exc, errors.NotFoundError):
             return pa.ArrowKeyError(message)
         if isinstance(exc, errors.CancelledError):

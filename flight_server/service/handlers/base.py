@@ -20,6 +20,7 @@ class Call:
     key: str
     peer: str
     session: Session
+    principal: object | None = None  # auth.middleware.Principal when authentication is on
 
 
 def info_for(descriptor: flight.FlightDescriptor, schema: pa.Schema, ticket_message: Message,

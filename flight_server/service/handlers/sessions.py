@@ -56,6 +56,9 @@ class SessionHandlers:
 
     def action_close_session(self, call: Call, request):
         closed = self.pool.close(call.key)
+        if self.auth is not None and call.principal is not None:
+            # Tokens naming this session stop working (a Basic-call session is named by its key).
+            self.auth.signer.revoke(call.principal.session or call.key[2:])
         status = core.CloseSessionResult.CLOSED if closed else core.CloseSessionResult.UNSPECIFIED
         if not closed:
             raise NotFoundError("session not found")

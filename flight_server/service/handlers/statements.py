@@ -23,13 +23,14 @@ class StatementHandlers:
         return schemas.EMPTY if schema is None else schema
 
     def do_get_statement(self, call: Call, ticket: sql.TicketStatementQuery):
-        reader = call.session.take(ticket.statement_handle)
-        return flight.RecordBatchStream(reader)
+        stream = call.session.take(ticket.statement_handle)
+        return flight.RecordBatchStream(stream.to_reader())
 
     def do_get_statement_direct(self, call: Call, command: sql.CommandStatementQuery):
         """A ticket that carries the query itself (some clients build tickets by hand)."""
         outcome = call.session.execute(command.query)
-        return flight.RecordBatchStream(outcome.reader)
+        stream = call.session.stream(outcome.reader)
+        return flight.RecordBatchStream(stream.to_reader())
 
     def do_put_statement_update(self, call: Call, command: sql.CommandStatementUpdate, reader, writer) -> int:
         transaction = command.transaction_id if command.HasField("transaction_id") else None

@@ -1,0 +1,28 @@
+"""Applies a role to a session's work: statements by DuckDB statement type, ingest needs write."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+
+from ..engine.errors import PermissionDeniedError
+from . import roles
+
+
+class RoleAuthorizer:
+    def __init__(self, role: str):
+        self.role = role
+
+    def statements(self, statements: Sequence[duckdb.Statement]) -> None:
+        problem = roles.check(self.role, statements)
+        if problem:
+            raise PermissionDeniedError(problem)
+
+    def ingest(self) -> None:
+        if not roles.allows(self.role, roles.WRITE):
+            raise PermissionDeniedError(f"role '{self.role}' may not ingest data (needs 'write')")
+
+    def require(self, needed: str, what: str) -> None:
+        if not roles.allows(self.role, needed):
+            raise PermissionDeniedError(f"role '{self.role}' may not {what} (needs '{needed}')")

@@ -1,0 +1,85 @@
+"""A result on its way to a client: yields DuckDB's record batches in wire-sized pieces, and can read the rest
+into memory when its connection must run another statement (DuckDB ends a connection's open result then)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pyarrow as pa
+
+from .errors import classify
+
+# Clients refuse messages over 16 MiB by default; stay well below it.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+
+class ResultStream:
+    """Wraps one result reader. Iterating takes the session lock per batch, never while the batch is sent."""
+
+    def __init__(self, reader: pa.RecordBatchReader, lock: threading.RLock):
+        self._reader: pa.RecordBatchReader | None = reader
+        self._buffered: list[pa.RecordBatch] | None = None
+        self._lock = lock
+        self.schema = reader.schema
+        self.finished = False
+
+    def materialize(self) -> None:
+        """Reads what DuckDB has not yet sent into memory (call with the session lock held)."""
+        if self.finished or self._buffered is not None:
+            return
+        try:
+            self._buffered = list(self._reader) if self._reader is not None else []
+        except Exception as exc:
+            self._buffered = []
+            self._error = classify(exc)
+        self._reader = None
+
+    def close(self) -> None:
+        with self._lock:
+            self.finished = True
+            self._buffered = []
+            if self._reader is not None:
+                try:
+                    self._reader.close()
+                except Exception:
+                    pass
+                self._reader = None
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            batch = self._next()
+            if batch is None:
+                return
+            if batch.nbytes <= MAX_MESSAGE_BYTES or batch.num_rows <= 1:
+                yield batch
+                continue
+            pieces = -(-batch.nbytes // MAX_MESSAGE_BYTES)
+            step = max(1, -(-batch.num_rows // pieces))
+            for offset in range(0, batch.num_rows, step):
+                yield batch.slice(offset, step)
+
+    def _next(self) -> pa.RecordBatch | None:
+        with self._lock:
+            if self.finished:
+                return None
+            if self._buffered is not None:
+                if self._buffered:
+                    return self._buffered.pop(0)
+                error = getattr(self, "_error", None)
+                self.finished = True
+                if error is not None:
+                    raise error
+                return None
+            try:
+                return self._reader.read_next_batch()
+            except StopIteration:
+                self.finished = True
+                self._reader = None
+                return None
+            except Exception as exc:
+                self.finished = True
+                raise classify(exc) from None
+
+    def to_reader(self) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(self.schema, iter(self))
