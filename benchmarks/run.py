@@ -256,7 +256,9 @@ def flight_server(db_path: Path, log_path: Path, extra_args: list[str],
     """
     port = free_port()
     cmd = [sys.executable, "-m", "flight_server", "--host", "127.0.0.1",
-           "--port", str(port), "--database", str(db_path), *extra_args]
+           "--port", str(port), "--database", str(db_path),
+           "--auth", "none", "--http-port", "-1", "--log-level", "warning",
+           "--data-dir", str(db_path.parent / "server-data"), *extra_args]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     log(f"starting server: {' '.join(cmd)}")

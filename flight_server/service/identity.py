@@ -17,8 +17,9 @@ MIDDLEWARE_KEY = "call"
 class CallMiddleware(flight.ServerMiddleware):
     """Per-call state: the cookie the call arrived with, the cookie to hand back, completion hooks."""
 
-    def __init__(self, cookie: str | None):
+    def __init__(self, cookie: str | None, ingest_mode: str | None = None):
         self.cookie = cookie
+        self.ingest_mode = ingest_mode  # plain-Flight DoPut mode header
         self.issue: str | None = None
         self.on_complete: list[Callable[[BaseException | None], None]] = []
 
@@ -38,7 +39,8 @@ class CallMiddleware(flight.ServerMiddleware):
 
 class CallMiddlewareFactory(flight.ServerMiddlewareFactory):
     def start_call(self, info, headers):
-        return CallMiddleware(_cookie(headers))
+        modes = headers.get("x-flight-ingest-mode", [])
+        return CallMiddleware(_cookie(headers), modes[0].strip().lower() if modes else None)
 
 
 def _cookie(headers: dict[str, list[str]]) -> str | None:

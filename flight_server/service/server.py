@@ -33,6 +33,7 @@ from ..auth.middleware import MIDDLEWARE_KEY as AUTH_KEY
 from ..auth.middleware import AuthMiddlewareFactory, HandshakeAcceptor, principal_of
 from ..auth.roles import ADMIN
 from .handlers.operations import OperationsHandlers
+from .handlers.plain_flight import PlainFlightHandlers
 from .identity import MIDDLEWARE_KEY, CallMiddlewareFactory, SessionKeys, middleware
 
 log = structlog.get_logger("flight_server")
@@ -84,6 +85,7 @@ STATEMENT_KINDS = {
     "do_put_statement_update": "update",
     "do_put_prepared_update": "prepared_update",
     "do_put_ingest": "ingest",
+    "do_put_path": "ingest",
     "action_create_prepared_statement": "prepare",
 }
 # DoGet of a parked result: DuckDB keeps working while the stream is pulled, so the admission slot and
@@ -98,7 +100,7 @@ OPERATOR_ACTIONS = {
 
 
 class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, SessionHandlers, IngestHandlers,
-                      OperationsHandlers, flight.FlightServerBase):
+                      OperationsHandlers, PlainFlightHandlers, flight.FlightServerBase):
     """Arrow Flight SQL in front of one DuckDB database; one pooled connection per client session."""
 
     def __init__(self, config: Config, database: Database, pool: SessionPool,
@@ -250,12 +252,16 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
 
     def get_flight_info(self, context, descriptor):
         def run():
+            if descriptor.descriptor_type == flight.DescriptorType.PATH:
+                return self.get_flight_info_path(self._call(context), descriptor)
             command = _command(descriptor)
             return self._dispatch("GetFlightInfo", GET_FLIGHT_INFO, context, command, descriptor)
         return self._guard("GetFlightInfo", context, run)
 
     def get_schema(self, context, descriptor):
         def run():
+            if descriptor.descriptor_type == flight.DescriptorType.PATH:
+                return flight.SchemaResult(self.get_flight_info_path(self._call(context), descriptor).schema)
             command = _command(descriptor)
             schema = self._dispatch("GetSchema", GET_SCHEMA, context, command)
             return flight.SchemaResult(schema)
@@ -268,6 +274,12 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
 
     def do_put(self, context, descriptor, reader, writer):
         def run():
+            if descriptor.descriptor_type == flight.DescriptorType.PATH:
+                hooks = middleware(context)
+                mode = hooks.ingest_mode if hooks is not None and hooks.ingest_mode else "create_append"
+                call = self._call(context)
+                return self._run_statement("DoPut", "do_put_path", context, call, descriptor,
+                                           lambda: self.do_put_path(call, descriptor, reader, writer, mode))
             command = _command(descriptor)
             self._dispatch("DoPut", DO_PUT, context, command, reader, writer)
         return self._guard("DoPut", context, run)
@@ -300,7 +312,9 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         return [flight.ActionType(name, description) for name, (_, description) in entries]
 
     def list_flights(self, context, criteria):
-        return iter(())
+        def run():
+            return self.list_tables(self._call(context))
+        return iter(self._guard("ListFlights", context, run))
 
     def drain(self, grace_period: float) -> None:
         """Stops admitting statements, waits up to `grace_period` for running ones, interrupts the rest."""
@@ -317,9 +331,26 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
 
 
 def _command(descriptor: flight.FlightDescriptor):
+    """The typed command; a command that is not a Flight SQL message but UTF-8 text is taken as SQL
+    (plain Flight clients put a query in the descriptor)."""
     if descriptor.descriptor_type != flight.DescriptorType.CMD:
-        raise commands.ProtocolError("Flight SQL expects a command descriptor")
-    return commands.unpack_command(descriptor.command)
+        raise commands.ProtocolError("expected a command descriptor")
+    try:
+        return commands.unpack_command(descriptor.command)
+    except commands.ProtocolError:
+        text = _as_sql_text(descriptor.command)
+        if text is None:
+            raise
+        return sql.CommandStatementQuery(query=text)
+
+
+def _as_sql_text(data: bytes) -> str | None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    printable = text.strip() and all(ch.isprintable() or ch in "\t\r\n" for ch in text)
+    return text if printable else None
 
 
 def _sql_info_values(read_only: bool) -> dict[int, object]:
