@@ -13,6 +13,7 @@ from .auth.users import UserStore, bootstrap_admin
 from .config import Config, ConfigError
 from .engine import Database, SessionPool
 from .engine.database import EngineSettings
+from .engine.extensions import ExtensionError
 from .memory import effective_limit
 from .service.server import FlightSqlServer
 
@@ -33,8 +34,15 @@ def build_server(config: Config) -> FlightSqlServer:
         max_temp_directory_size=config.max_temp_directory_size or None,
         read_only=config.read_only,
         allowed_directories=allowed,
+        extensions=tuple(name.strip() for name in config.extensions.split(",") if name.strip()),
+        s3={key: getattr(config, "s3_" + key) for key in
+            ("access_key_id", "secret_access_key", "session_token", "region", "endpoint", "url_style",
+             "use_ssl")} if config.enable_s3 else None,
     )
-    database = Database(settings)
+    try:
+        database = Database(settings)
+    except ExtensionError as exc:
+        raise ConfigError(f"DUCKDB_EXTENSIONS: {exc}") from None
     pool = SessionPool(database.connect, max_sessions=config.pool_size,
                        idle_timeout=config.session_idle_timeout, max_prepared=config.max_prepared_statements)
     pool.start()

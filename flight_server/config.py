@@ -166,6 +166,17 @@ SETTINGS: tuple[Setting, ...] = (
             "network URLs and extension installs.", _bool),
     Setting("allowed_directories", "FLIGHT_ALLOWED_DIRECTORIES", "",
             "Comma-separated folders SQL may read and write (default: files in the data folder)."),
+    Setting("extensions", "DUCKDB_EXTENSIONS", "", "Comma-separated DuckDB extensions to load at start "
+            "(from installed duckdb-extension-<name> packages)."),
+    Setting("enable_s3", "DUCKDB_ENABLE_S3", False, "Load httpfs and allow s3:// paths (needs "
+            "pip install '.[s3]').", _bool),
+    Setting("s3_access_key_id", "DUCKDB_S3_ACCESS_KEY_ID", "", "S3 access key id (else the AWS credential chain)."),
+    Setting("s3_secret_access_key", "DUCKDB_S3_SECRET_ACCESS_KEY", "", "S3 secret access key.", secret=True),
+    Setting("s3_session_token", "DUCKDB_S3_SESSION_TOKEN", "", "S3 session token.", secret=True),
+    Setting("s3_region", "DUCKDB_S3_REGION", "", "S3 region, e.g. us-east-1."),
+    Setting("s3_endpoint", "DUCKDB_S3_ENDPOINT", "", "S3-compatible endpoint host:port (MinIO, R2, ...)."),
+    Setting("s3_url_style", "DUCKDB_S3_URL_STYLE", "", "'vhost' or 'path'."),
+    Setting("s3_use_ssl", "DUCKDB_S3_USE_SSL", "", "true/false: HTTPS to the endpoint (default true)."),
     Setting("log_sql", "FLIGHT_LOG_SQL", True, "Include SQL text in statement log records.", _bool),
     Setting("log_level", "FLIGHT_LOG_LEVEL", "info", "debug, info, warning or error.", _log_level),
 )
@@ -211,6 +222,15 @@ class Config:
     tls_client_ca: str = ""
     sandbox: bool = True
     allowed_directories: str = ""
+    extensions: str = ""
+    enable_s3: bool = False
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    s3_session_token: str = ""
+    s3_region: str = ""
+    s3_endpoint: str = ""
+    s3_url_style: str = ""
+    s3_use_ssl: str = ""
     log_sql: bool = True
     log_level: str = "info"
 

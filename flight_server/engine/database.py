@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 
+from . import extensions
 from .errors import classify
 
 
@@ -23,6 +24,10 @@ class EngineSettings:
     read_only: bool = False
     # Sandbox: when set, SQL may touch only these folders (no other files, no URLs, no extension installs).
     allowed_directories: tuple[str, ...] | None = None
+    extensions: tuple[str, ...] = ()
+    # S3 access (httpfs + a secret): access_key_id, secret_access_key, session_token, region, endpoint,
+    # url_style, use_ssl. None: S3 off.
+    s3: dict[str, str] | None = None
 
 
 class Database:
@@ -49,19 +54,24 @@ class Database:
             os.makedirs(parent, exist_ok=True)
         try:
             self._root = duckdb.connect(path, read_only=settings.read_only, config=config)
-            if settings.allowed_directories is not None:
-                self._seal(settings.allowed_directories)
         except Exception as exc:
             raise classify(exc) from None
+        # Extensions and secrets first: the sandbox below forbids loading anything afterwards.
+        extensions.load(self._root, settings.extensions)
+        if settings.s3 is not None:
+            extensions.configure_s3(self._root, settings.s3)
+        if settings.allowed_directories is not None:
+            remote = ("s3://",) if settings.s3 is not None else ()
+            self._seal(settings.allowed_directories, remote)
 
-    def _seal(self, folders: tuple[str, ...]) -> None:
+    def _seal(self, folders: tuple[str, ...], remote: tuple[str, ...] = ()) -> None:
         """DuckDB's own sandbox: after this, file access outside `folders`, URLs and extension installs
         fail inside DuckDB, and the settings cannot be loosened again while the database runs."""
         paths = []
         for folder in folders:
             os.makedirs(folder, exist_ok=True)
             paths.append(os.path.join(os.path.abspath(folder), ""))
-        listing = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
+        listing = ", ".join("'" + p.replace("'", "''") + "'" for p in paths + list(remote))
         self._root.execute(f"SET allowed_directories = [{listing}]")
         self._root.execute("SET enable_external_access = false")
 
