@@ -76,7 +76,7 @@ class Session:
         """Keeps a result until the client fetches it with DoGet; returns its handle."""
         with self.lock:
             handle = secrets.token_bytes(16)
-            stream = ResultStream(reader, self.lock)
+            stream = ResultStream(reader, self.lock, self.touch)
             self.parked[handle] = stream
             self.streams.append(stream)
             while len(self.parked) > _MAX_PARKED:
@@ -95,7 +95,7 @@ class Session:
     def stream(self, reader: pa.RecordBatchReader) -> ResultStream:
         """Wraps a result that is sent right away (tickets that carry their own statement)."""
         with self.lock:
-            stream = ResultStream(reader, self.lock)
+            stream = ResultStream(reader, self.lock, self.touch)
             self.streams.append(stream)
             return stream
 

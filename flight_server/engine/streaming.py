@@ -4,7 +4,7 @@ into memory when its connection must run another statement (DuckDB ends a connec
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 
@@ -17,8 +17,10 @@ MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 class ResultStream:
     """Wraps one result reader. Iterating takes the session lock per batch, never while the batch is sent."""
 
-    def __init__(self, reader: pa.RecordBatchReader, lock: threading.RLock):
+    def __init__(self, reader: pa.RecordBatchReader, lock: threading.RLock,
+                 on_batch: Callable[[], None] | None = None):
         self._reader: pa.RecordBatchReader | None = reader
+        self._on_batch = on_batch  # keeps the session from looking idle while it streams
         self._buffered: list[pa.RecordBatch] | None = None
         self._lock = lock
         self.schema = reader.schema
@@ -63,6 +65,8 @@ class ResultStream:
         with self._lock:
             if self.finished:
                 return None
+            if self._on_batch is not None:
+                self._on_batch()
             if self._buffered is not None:
                 if self._buffered:
                     return self._buffered.pop(0)

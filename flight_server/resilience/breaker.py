@@ -58,6 +58,11 @@ class CircuitBreaker:
                     raise UnavailableError("circuit breaker is half-open; a trial request is in progress")
                 self._probe_out = True
 
+    def abandon_probe(self) -> None:
+        """The request let through by before() never ran (refused elsewhere): allow another probe."""
+        with self._lock:
+            self._probe_out = False
+
     def record_success(self) -> None:
         with self._lock:
             self.successes += 1

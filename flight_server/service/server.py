@@ -173,12 +173,16 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         kind = STATEMENT_KINDS.get(name, "stream")
         statement_id = next(self._statement_ids)
         self.breaker.before()
-        self.admission.acquire()
+        try:
+            self.admission.acquire()
+        except BaseException:
+            self.breaker.abandon_probe()
+            raise
         timeout = call.session.options.get("statement_timeout", self.config.statement_timeout) or None
         token = self.watchdog.watch(context.is_cancelled, call.session.interrupt, timeout)
         started = time.perf_counter()
         deferred = False
-        outcome, rows, error = "ok", -1, None
+        rows, error = -1, None
         try:
             result = work()
             if isinstance(result, flight.FlightInfo):
