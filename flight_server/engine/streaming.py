@@ -25,10 +25,26 @@ class ResultStream:
         self._lock = lock
         self.schema = reader.schema
         self.finished = False
+        self._client_gone: Callable[[], bool] | None = None
+
+    def attach(self, client_gone: Callable[[], bool]) -> None:
+        """While a call streams this result, `client_gone` tells whether its client has left."""
+        with self._lock:
+            self._client_gone = client_gone
+
+    def detach(self) -> None:
+        """The streaming call has ended: a result it did not finish is dropped, never read any further."""
+        with self._lock:
+            self._client_gone = None
+        if not self.finished:
+            self.close()
 
     def materialize(self) -> None:
         """Reads what DuckDB has not yet sent into memory (call with the session lock held)."""
         if self.finished or self._buffered is not None:
+            return
+        if self._client_gone is not None and self._client_gone():
+            self.close()  # nobody will read the rest: drop it instead of producing it
             return
         try:
             self._buffered = list(self._reader) if self._reader is not None else []

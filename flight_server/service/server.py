@@ -136,7 +136,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         """The caller's session: by token session, else by user and connection (or cookie) when auth is on."""
         if self.auth is None:
             key = self.keys.key_for(context)
-            return Call(key=key, peer=context.peer(), session=self.pool.get(key))
+            return Call(key=key, peer=context.peer(), session=self.pool.get(key), context=context)
         principal = principal_of(context)
         if principal is None:
             raise flight.FlightUnauthenticatedError("authentication required")
@@ -148,7 +148,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             context.get_middleware(AUTH_KEY).outgoing_token = self.auth.signer.issue(
                 principal.user, principal.role, key[2:])
         session = self.pool.get(key, RoleAuthorizer(principal.role))
-        return Call(key=key, peer=context.peer(), session=session, principal=principal)
+        return Call(key=key, peer=context.peer(), session=session, principal=principal, context=context)
 
     def _require_admin(self, context, what: str) -> None:
         if self.auth is None:

@@ -11,6 +11,7 @@ from google.protobuf.message import Message
 from ...engine import Session
 from ...protocol import commands
 from ...protocol import flight_sql_pb2 as sql
+from ..identity import middleware
 
 
 @dataclass
@@ -21,6 +22,17 @@ class Call:
     peer: str
     session: Session
     principal: object | None = None  # auth.middleware.Principal when authentication is on
+    context: flight.ServerCallContext | None = None
+
+    def stream(self, result) -> flight.RecordBatchStream:
+        """Sends an engine ResultStream; when the call ends (finished, failed or cancelled) the stream is
+        detached so an abandoned result is dropped rather than read on."""
+        if self.context is not None:
+            hooks = middleware(self.context)
+            result.attach(self.context.is_cancelled)
+            if hooks is not None:
+                hooks.on_complete.append(lambda exc: result.detach())
+        return flight.RecordBatchStream(result.to_reader())
 
 
 def info_for(descriptor: flight.FlightDescriptor, schema: pa.Schema, ticket_message: Message,

@@ -56,8 +56,7 @@ class PreparedHandlers:
 
     def do_get_prepared(self, call: Call, command: sql.CommandPreparedStatementQuery):
         outcome = call.session.execute_prepared(command.prepared_statement_handle)
-        stream = call.session.stream(outcome.reader)
-        return flight.RecordBatchStream(stream.to_reader())
+        return call.stream(call.session.stream(outcome.reader))
 
     def do_put_prepared_update(self, call: Call, command: sql.CommandPreparedStatementUpdate, reader, writer):
         """Runs the statement once per parameter row sent (or per bound row); replies with the summed count."""

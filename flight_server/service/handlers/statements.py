@@ -23,14 +23,12 @@ class StatementHandlers:
         return schemas.EMPTY if schema is None else schema
 
     def do_get_statement(self, call: Call, ticket: sql.TicketStatementQuery):
-        stream = call.session.take(ticket.statement_handle)
-        return flight.RecordBatchStream(stream.to_reader())
+        return call.stream(call.session.take(ticket.statement_handle))
 
     def do_get_statement_direct(self, call: Call, command: sql.CommandStatementQuery):
         """A ticket that carries the query itself (some clients build tickets by hand)."""
         outcome = call.session.execute(command.query)
-        stream = call.session.stream(outcome.reader)
-        return flight.RecordBatchStream(stream.to_reader())
+        return call.stream(call.session.stream(outcome.reader))
 
     def do_put_statement_update(self, call: Call, command: sql.CommandStatementUpdate, reader, writer) -> int:
         transaction = command.transaction_id if command.HasField("transaction_id") else None
