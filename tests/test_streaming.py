@@ -106,7 +106,11 @@ def test_abandoned_stream_releases_session(conn):
     first = reader.read_next_batch()
     assert first.num_rows > 0
     cur.close()
+    start = time.monotonic()
     assert run_with_timeout(lambda: scalar(conn, "SELECT 123"), 30, "query after abandoned stream") == 123
+    elapsed = time.monotonic() - start
+    # The rest of the billion-row result must be abandoned, not produced.
+    assert elapsed < 5, f"next query on the connection waited {elapsed:.1f}s for the abandoned stream"
 
 
 def test_many_small_queries_are_quick(conn):
