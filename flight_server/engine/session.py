@@ -191,12 +191,30 @@ class Session:
         with self.busy():
             if batches is not None and schema is not None:
                 table = pa.Table.from_batches(list(batches), schema=schema)
-                rows = list(parameters.rows(table)) if table.num_columns else []
             else:
-                rows = self._parameter_rows(prepared)
+                table = prepared.bound
+            if table is not None and table.num_rows > 1:
+                rewritten = statements.insert_from_table(prepared.parsed, "__flight_parameters")
+                if rewritten is not None and table.num_columns == prepared.parsed.parameter_count:
+                    return self._insert_many(rewritten, table)
+            rows = list(parameters.rows(table)) if table is not None and table.num_columns else \
+                self._parameter_rows(prepared)
             if len(rows) <= 1:
                 return statements.run_update(self.conn, prepared.parsed, rows[0] if rows else None)
             return self._run_many(prepared.parsed, rows)
+
+    def _insert_many(self, sql: str, table: pa.Table) -> int:
+        """All parameter rows in one INSERT ... SELECT over the Arrow table (one statement, atomic)."""
+        columns = [column.dictionary_decode() if pa.types.is_dictionary(column.type) else column
+                   for column in (c.combine_chunks() for c in table.columns)]
+        flat = pa.table(columns, names=[f"p{i}" for i in range(len(columns))])
+        self.conn.register("__flight_parameters", flat)
+        try:
+            return int(self.conn.execute(sql).fetchone()[0])
+        except Exception as exc:
+            raise classify(exc) from None
+        finally:
+            self.conn.unregister("__flight_parameters")
 
     def _run_many(self, parsed: statements.Parsed, rows: Sequence[Sequence[object]]) -> int:
         own_transaction = self._try_begin()

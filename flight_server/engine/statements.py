@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -104,15 +105,38 @@ def run_update(
     parsed: Parsed,
     parameters: Sequence[object] | None = None,
 ) -> int:
-    """Executes for effect and returns the changed-row count (0 for DDL and other statements)."""
-    outcome = run(conn, parsed, parameters)
-    if outcome.rowcount >= 0:
-        outcome.reader.close()
-        return outcome.rowcount
-    # A query sent as an update: drain it so its side effects (if any) complete.
-    for _ in outcome.reader:
-        pass
-    return 0
+    """Executes for effect and returns the changed-row count (0 for DDL and other statements).
+    No Arrow on this path: executemany runs it once per parameter row."""
+    try:
+        for statement in parsed.statements[:-1]:
+            conn.execute(statement)
+        conn.execute(parsed.last, parameters if parameters else None)
+        if parsed.counts_rows and _is_count_result(conn):
+            return int(conn.fetchone()[0])
+        if not parsed.is_query:
+            return 0
+        # A query sent as an update: drain it so its side effects (if any) complete.
+        while conn.fetchmany(10_000):
+            pass
+        return 0
+    except Exception as exc:
+        raise classify(exc) from None
+
+
+# `INSERT INTO target [(columns)] VALUES (?, ?, ...)` and nothing after: many parameter rows can then be
+# inserted as one set-based INSERT ... SELECT from the Arrow parameter table instead of row by row.
+_VALUES_OF_PARAMETERS = re.compile(r"\bVALUES\s*\(\s*\?(?:\s*,\s*\?)*\s*\)\s*;?\s*$", re.IGNORECASE)
+
+
+def insert_from_table(parsed: Parsed, view: str) -> str | None:
+    """The set-based rewrite of a single `INSERT ... VALUES (?, ...)`, reading rows from `view`; else None."""
+    if len(parsed.statements) != 1 or parsed.last.type != duckdb.StatementType.INSERT:
+        return None
+    query = parsed.last.query
+    match = _VALUES_OF_PARAMETERS.search(query)
+    if match is None or query.count("?") != parsed.parameter_count:
+        return None
+    return query[:match.start()] + f"SELECT * FROM {view}"
 
 
 def query_schema(conn: duckdb.DuckDBPyConnection, parsed: Parsed) -> pa.Schema | None:
