@@ -134,6 +134,49 @@ def short_error(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+class CpuAccount:
+    """Measure how much CPU *other* processes used while the benchmark ran.
+
+    foreign CPU = machine busy time - this process - the server process.
+    Background work (builds, test suites) skews results, mostly concurrency.
+    """
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self.server_cpu = 0.0
+        self._t0 = time.monotonic()
+        self._busy0 = self._busy()
+        self._self0 = self._own()
+
+    def _busy(self) -> float:
+        t = self._psutil.cpu_times()
+        return sum(t) - t.idle - getattr(t, "iowait", 0.0)
+
+    def _own(self) -> float:
+        t = self._psutil.Process().cpu_times()
+        return t.user + t.system
+
+    def record_server(self, pid: int) -> None:
+        """Remember the server's CPU time (call just before stopping it)."""
+        with contextlib.suppress(Exception):
+            t = self._psutil.Process(pid).cpu_times()
+            self.server_cpu = t.user + t.system
+
+    def summary(self) -> str:
+        """Human-readable share of the machine used by other processes."""
+        wall = time.monotonic() - self._t0
+        foreign = max(0.0, self._busy() - self._busy0 - (self._own() - self._self0)
+                      - self.server_cpu)
+        share = foreign / (wall * (os.cpu_count() or 1)) * 100
+        return (f"other processes used {foreign:.0f} CPU-s in {wall:.0f}s "
+                f"({share:.0f}% of the machine{'; results are noisy' if share > 5 else ''})")
+
+
+CPU: CpuAccount | None = None
+
+
 # --------------------------------------------------------------------------
 # Data generation
 # --------------------------------------------------------------------------
@@ -280,6 +323,8 @@ def flight_server(db_path: Path, log_path: Path, extra_args: list[str],
         log(f"server ready on port {port} (pid {proc.pid})")
         yield f"grpc://127.0.0.1:{port}"
     finally:
+        if CPU is not None:
+            CPU.record_server(proc.pid)
         t0 = time.perf_counter()
         stop_process(proc)
         log(f"server stopped in {time.perf_counter() - t0:.1f}s (exit code {proc.returncode})")
@@ -699,6 +744,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cached = ensure_tpch_file(args.sf)
     q = tpch_queries((1, 6))
+    global CPU
+    CPU = CpuAccount()
     server_args = [*args.server_arg]
     if args.pool_size is not None:
         server_args += ["--pool-size", str(args.pool_size)]
@@ -723,7 +770,9 @@ def main(argv: list[str] | None = None) -> int:
             keep_server_log(b, log_path)
 
     header = (f"## Flight SQL server vs in-process DuckDB — TPC-H sf={sf_label(args.sf)}\n\n"
-              f"{machine_info()}, 1-min load average at start {load_at_start:.2f}\n\n")
+              f"{machine_info()}\n\n"
+              f"Background load: 1-min load average {load_at_start:.2f} at start; "
+              f"during the run {CPU.summary()}\n\n")
     report = header + res.to_markdown() + "\n"
     print(report)
     if args.output:
