@@ -25,6 +25,8 @@ class ResultStream:
         self._lock = lock
         self.schema = reader.schema
         self.finished = False
+        self.rows_sent = 0
+        self.bytes_sent = 0
         self._client_gone: Callable[[], bool] | None = None
 
     def attach(self, client_gone: Callable[[], bool]) -> None:
@@ -69,6 +71,8 @@ class ResultStream:
             batch = self._next()
             if batch is None:
                 return
+            self.rows_sent += batch.num_rows
+            self.bytes_sent += batch.nbytes
             if batch.nbytes <= MAX_MESSAGE_BYTES or batch.num_rows <= 1:
                 yield batch
                 continue

@@ -19,8 +19,8 @@ class Metrics:
         self.duration = Histogram("flight_statement_duration_seconds", "Statement execution time.", ["type"],
                                   buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120), registry=r)
         self.rows_written = Counter("flight_rows_written", "Rows changed or ingested.", registry=r)
-        self.rows_announced = Counter("flight_rows_streamed",
-                                      "Rows streamed to clients where known up front (counts, metadata).",
+        self.rows_streamed = Counter("flight_rows_streamed", "Result rows sent to clients.", registry=r)
+        self.bytes_streamed = Counter("flight_bytes_streamed", "Arrow bytes of result batches sent to clients.",
                                       registry=r)
         self.sessions = Gauge("flight_sessions_active", "Open client sessions.", registry=r)
         self.pool_in_use = Gauge("flight_pool_connections_in_use", "DuckDB connections held by sessions.",

@@ -19,6 +19,8 @@ class StatementStats:
     over_1s: int = 0
     over_5s: int = 0
     rows_written: int = 0
+    rows_streamed: int = 0
+    bytes_streamed: int = 0
     recent: deque = field(default_factory=lambda: deque(maxlen=100))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -35,6 +37,11 @@ class StatementStats:
             self.rows_written += max(rows_written, 0)
             self.recent.append(round(seconds, 6))
 
+    def streamed(self, rows: int, nbytes: int) -> None:
+        with self._lock:
+            self.rows_streamed += rows
+            self.bytes_streamed += nbytes
+
     def snapshot(self) -> dict[str, object]:
         with self._lock:
             return {
@@ -47,4 +54,6 @@ class StatementStats:
                 "queries_over_1s": self.over_1s,
                 "queries_over_5s": self.over_5s,
                 "rows_written": self.rows_written,
+                "rows_streamed": self.rows_streamed,
+                "bytes_streamed": self.bytes_streamed,
             }

@@ -225,10 +225,21 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             self.metrics.duration.labels(kind).observe(seconds)
             if error is None and rows > 0 and kind in ("update", "prepared_update", "ingest"):
                 self.metrics.rows_written.inc(rows)
+        nbytes = None
+        if kind == "stream" and call.result is not None:
+            rows, nbytes = call.result.rows_sent, call.result.bytes_sent
+            self.stats.streamed(rows, nbytes)
+            self.metrics.rows_streamed.inc(rows)
+            self.metrics.bytes_streamed.inc(nbytes)
         fields = {"statement_id": statement_id, "session": call.session.session_id, "peer": call.peer,
-                  "type": kind, "ms": round(seconds * 1000, 3), "rows": rows, "outcome": outcome}
+                  "user": getattr(call.principal, "user", None), "type": kind,
+                  "ms": round(seconds * 1000, 3), "rows": rows, "bytes": nbytes, "outcome": outcome}
         if self.config.log_sql:
             text = getattr(message, "query", None)
+            handle = getattr(message, "prepared_statement_handle", None)
+            if not text and handle:
+                prepared = call.session.prepared.get(handle)
+                text = prepared.sql if prepared is not None else None
             if text:
                 fields["sql"] = text
         if error is None:

@@ -23,10 +23,12 @@ class Call:
     session: Session
     principal: object | None = None  # auth.middleware.Principal when authentication is on
     context: flight.ServerCallContext | None = None
+    result: object | None = None  # the engine ResultStream this call sends, for its row/byte counts
 
     def stream(self, result) -> flight.RecordBatchStream:
         """Sends an engine ResultStream; when the call ends (finished, failed or cancelled) the stream is
         detached so an abandoned result is dropped rather than read on."""
+        self.result = result
         if self.context is not None:
             hooks = middleware(self.context)
             result.attach(self.context.is_cancelled)

@@ -74,7 +74,7 @@ class OperationsHandlers:
             },
             "sessions": {"active": len(self.pool.sessions()), **self.pool.stats()},
             "queue": self.admission.stats(),
-            "data": {"rows_written": stats["rows_written"]},
+            "data": {k: stats[k] for k in ("rows_written", "rows_streamed", "bytes_streamed")},
             "circuit_breaker": self.breaker.stats(),
             "watchdog": {"interrupts": self.watchdog.interrupts},
         }
