@@ -21,6 +21,14 @@ What it does:
    * ``SELECT 1`` round-trip latency (p50 / p99),
    * pulling all of ``lineitem`` as an Arrow table (seconds, MB/s),
    * ingesting the ``lineitem`` Arrow table (seconds, rows/s),
+   * loading ``lineitem`` from a Parquet file into a new table (seconds,
+     rows/s): ``CREATE TABLE ... AS SELECT * FROM read_parquet(...)`` on a
+     fresh database file vs the client CLI ``python -m clients load`` run as a
+     subprocess (the Parquet file is cached in
+     ``benchmarks/.data/lineitem-sf{sf}.parquet``),
+   * exporting ``lineitem`` to a Parquet file (seconds, rows/s):
+     ``COPY lineitem TO ... (FORMAT PARQUET)`` vs
+     ``python -m clients query ... --output FILE.parquet`` as a subprocess,
    * N concurrent connections running TPC-H Q1 and Q6 (queries/s).
 
 5. Prints a markdown table (and optionally writes it to ``--output``).
@@ -52,6 +60,11 @@ from typing import Callable, Iterator
 
 import duckdb
 import pyarrow as pa
+
+try:  # imported as part of a package
+    from . import clients_bench
+except ImportError:  # run as a script: benchmarks/ is on sys.path
+    import clients_bench
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -472,6 +485,8 @@ class Bench:
     uri: str | None = None
     cur: object = None
     server_down: str | None = None
+    tmpdir: Path | None = None
+    parquet: Path | None = None
 
     def on_server(self, row_keys: list[str], fn: Callable[[], None]) -> None:
         """Run one server measurement; on failure mark ``row_keys`` as errors."""
@@ -577,6 +592,114 @@ def metric_ingest(b: Bench, lineitem: pa.Table) -> None:
     b.on_server(["ingest_s", "ingest_rps"], server)
 
 
+def metric_cli_startup(b: Bench) -> None:
+    """Fixed cost of one CLI subprocess (``query "select 1"``), as a note.
+
+    It is part of every server time in the two CLI rows below.
+    """
+    if b.uri is None:
+        return
+    try:
+        t, _ = best_of(lambda: clients_bench.run_cli(b.uri, ["query", "select 1"], REPO_ROOT),
+                       b.args.repeat)
+    except Exception as exc:  # noqa: BLE001 - only a note
+        b.res.notes.append(f"CLI start-up probe failed: {short_error(exc)}")
+        return
+    b.res.notes.append(
+        f"CLI fixed cost: `python -m clients query \"select 1\"` subprocess takes {t:.2f}s "
+        f"(best of {b.args.repeat}); it is included in the server side of both CLI rows")
+
+
+def metric_load_parquet(b: Bench) -> None:
+    """Load the cached ``lineitem`` Parquet file into a new table."""
+    a, rows, src = b.args, b.rows, b.parquet
+    n_rows = clients_bench.parquet_rows(src)
+    log(f"Parquet load ({n_rows:,} rows): in-process, fresh database file each run")
+    db_path = b.tmpdir / "load-local.duckdb"
+    timings: list[tuple[float, float]] = []
+
+    def local_once() -> None:
+        t_stmt, t_all, n = clients_bench.local_load(db_path, src)
+        if n != n_rows:
+            raise RuntimeError(f"loaded {n} rows, expected {n_rows}")
+        timings.append((t_stmt, t_all))
+
+    try:
+        best_of(local_once, a.repeat)
+    finally:
+        for f in (db_path, Path(str(db_path) + ".wal")):
+            f.unlink(missing_ok=True)
+    t_stmt = min(t for t, _ in timings)
+    t_all = min(t for _, t in timings)
+    rows["load_s"].local = t_stmt
+    rows["load_rps"].local = n_rows / t_stmt
+    b.res.notes.append(
+        f"Parquet load source: `{src.name}`, {n_rows:,} rows, "
+        f"{clients_bench.parquet_summary(src)}")
+    b.res.notes.append(
+        f"in-process Parquet load: the CREATE TABLE statement alone (shown) {t_stmt:.3f}s; "
+        f"with connect + close of the fresh database file {t_all:.3f}s")
+
+    def server() -> None:
+        log("Parquet load: server (python -m clients load ... --mode replace)")
+        args = ["load", str(src), "--table", "lineitem_loaded", "--mode", "replace"]
+        t, out = best_of(lambda: clients_bench.run_cli(b.uri, args, REPO_ROOT), a.repeat)
+        b.cur.execute("select count(*) from lineitem_loaded")
+        n = b.cur.fetchall()[0][0]
+        if n != n_rows:
+            raise RuntimeError(f"table has {n} rows after load, expected {n_rows}")
+        b.cur.execute("DROP TABLE lineitem_loaded")
+        b.cur.fetchall()
+        rows["load_s"].server = t
+        rows["load_rps"].server = n_rows / t
+        own = clients_bench.parse_cli_summary(out, "load")
+        if own:
+            b.res.notes.append(
+                f"server Parquet load: CLI's own summary of the last run: {own[0]:,} rows "
+                f"in {own[1]:.2f}s (excludes interpreter start-up, imports and connect)")
+
+    b.on_server(["load_s", "load_rps"], server)
+
+
+def metric_export_parquet(b: Bench) -> None:
+    """Export all of ``lineitem`` to a Parquet file; verify the written row counts."""
+    a, rows = b.args, b.rows
+    n_rows = b.con.execute("select count(*) from lineitem").fetchone()[0]
+    out_local = b.tmpdir / "export-local.parquet"
+    out_server = b.tmpdir / "export-server.parquet"
+    log("Parquet export: in-process COPY ... (FORMAT PARQUET)")
+    try:
+        t, _ = best_of(lambda: clients_bench.local_export(b.con, out_local), a.repeat)
+        n = clients_bench.parquet_rows(out_local)
+        if n != n_rows:
+            raise RuntimeError(f"wrote {n} rows, expected {n_rows}")
+        b.res.notes.append(f"in-process export file: {clients_bench.parquet_summary(out_local)}")
+    finally:
+        out_local.unlink(missing_ok=True)
+    rows["export_s"].local = t
+    rows["export_rps"].local = n_rows / t
+
+    def server() -> None:
+        log("Parquet export: server (python -m clients query ... --output FILE.parquet)")
+        args = ["query", "SELECT * FROM lineitem", "--output", str(out_server)]
+        try:
+            t, out = best_of(lambda: clients_bench.run_cli(b.uri, args, REPO_ROOT), a.repeat)
+            n = clients_bench.parquet_rows(out_server)
+            if n != n_rows:
+                raise RuntimeError(f"wrote {n} rows, expected {n_rows}")
+            summary = clients_bench.parquet_summary(out_server)
+        finally:
+            out_server.unlink(missing_ok=True)
+        rows["export_s"].server = t
+        rows["export_rps"].server = n_rows / t
+        own = clients_bench.parse_cli_summary(out, "export")
+        b.res.notes.append(
+            f"server export file: {summary}"
+            + (f"; CLI's own timing of the last run {own[1]:.2f}s" if own else ""))
+
+    b.on_server(["export_s", "export_rps"], server)
+
+
 def metric_concurrency(b: Bench) -> None:
     """N threads alternating TPC-H Q1/Q6 for ``--duration`` seconds: queries/s."""
     a, rows, n_conn = b.args, b.rows, b.args.concurrency
@@ -631,6 +754,9 @@ def run_metrics(b: Bench) -> None:
     metric_ingest(b, lineitem)
     del lineitem
     gc.collect()
+    metric_cli_startup(b)
+    metric_load_parquet(b)
+    metric_export_parquet(b)
     metric_concurrency(b)
 
 
@@ -668,6 +794,10 @@ def make_rows(args) -> dict[str, Row]:
         "scan_mbs": Row("`lineitem` -> Arrow throughput (MB/s)", "rate", fmt="{:,.0f}"),
         "ingest_s": Row(f"`lineitem` ingest, best of {args.repeat} (s)", "time"),
         "ingest_rps": Row("`lineitem` ingest (rows/s)", "rate", fmt="{:,.0f}"),
+        "load_s": Row(f"`lineitem` Parquet file -> new table, best of {args.repeat} (s)", "time"),
+        "load_rps": Row("`lineitem` Parquet file -> new table (rows/s)", "rate", fmt="{:,.0f}"),
+        "export_s": Row(f"`lineitem` -> Parquet file, best of {args.repeat} (s)", "time"),
+        "export_rps": Row("`lineitem` -> Parquet file (rows/s)", "rate", fmt="{:,.0f}"),
         "qps": Row(f"{n} concurrent connections, TPC-H Q1+Q6 (queries/s)", "rate",
                    fmt="{:.2f}"),
     }
@@ -743,6 +873,8 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = os.getloadavg()[0]
 
     cached = ensure_tpch_file(args.sf)
+    parquet = clients_bench.ensure_lineitem_parquet(
+        cached, DATA_DIR / f"lineitem-sf{sf_label(args.sf)}.parquet", log)
     q = tpch_queries((1, 6))
     global CPU
     CPU = CpuAccount()
@@ -756,7 +888,7 @@ def main(argv: list[str] | None = None) -> int:
         log_path = tmpdir / "server.log"
         shutil.copyfile(cached, local_db)
         con = duckdb.connect(str(local_db))
-        b = Bench(args, [q[1], q[6]], res, rows, con)
+        b = Bench(args, [q[1], q[6]], res, rows, con, tmpdir=tmpdir, parquet=parquet)
         try:
             with contextlib.ExitStack() as stack:
                 if args.no_server:
