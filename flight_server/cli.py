@@ -50,6 +50,12 @@ def hash_password_command() -> int:
     return 0
 
 
+def _ready(started: dict) -> tuple[bool, dict]:
+    if "server" not in started:
+        return False, {"starting": True}
+    return started["server"].ready()
+
+
 def _check_environment(config: Config) -> None:
     path = config.database_path
     if path != ":memory:":
@@ -92,20 +98,24 @@ def run(config: Config) -> int:
     os.environ.setdefault("ACERO_ALIGNMENT_HANDLING", "ignore")
     logs.configure(config.log_level)
     log = structlog.get_logger("flight_server")
+    # The HTTP port comes up first (answering "not ready" until the Flight server exists), so a client
+    # that sees the Flight port open can rely on the health port too.
+    started: dict = {}
+    http = None
     try:
-        server = build_server(config)
+        if config.http_port >= 0:
+            http = HealthServer(config.host, config.http_port, lambda: _ready(started),
+                                lambda: started["server"].metrics.render() if started else b"")
+            http.start()
+    except OSError as exc:  # the HTTP port was taken after the check
+        print(f"duckdb-flight-server: cannot start: {exc}", file=sys.stderr)
+        return 2
+    try:
+        server = started["server"] = build_server(config)
     except ConfigError as exc:
         print(f"duckdb-flight-server: configuration error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # the database cannot be opened, ...
-        print(f"duckdb-flight-server: cannot start: {exc}", file=sys.stderr)
-        return 2
-    try:
-        http = None
-        if config.http_port >= 0:
-            http = HealthServer(config.host, config.http_port, server.ready, server.metrics.render)
-            http.start()
-    except OSError as exc:  # the HTTP port was taken after the check
         print(f"duckdb-flight-server: cannot start: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()

@@ -288,3 +288,46 @@ def test_backup_and_restore_round_trip(start_server, tmp_path):
         assert (count, notes) == (5000, 5000) and float(total) == sum(i * 1.5 for i in range(5000))
         cur.execute("SELECT count(*) FROM big_orders")
         assert cur.fetchall()[0][0] == sum(1 for i in range(5000) if i * 1.5 > 100)
+
+
+def test_cancel_flight_info_action_drops_the_result(start_server):
+    """CancelFlightInfo, sent the way Flight clients send it, cancels a query by its FlightInfo."""
+    from flight_server.protocol import commands, flight_core_pb2, flight_sql_pb2
+
+    server = start_server()
+    client = server.flight_client()
+    command = commands.pack(flight_sql_pb2.CommandStatementQuery(
+        query="SELECT i FROM range(10000000000) t(i) WHERE hash(i) % 1000 = 7"))
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(command))
+    body = flight_core_pb2.CancelFlightInfoRequest(info=info.serialize()).SerializeToString()
+    answer = list(client.do_action(flight.Action("CancelFlightInfo", body)))
+    result = flight_core_pb2.CancelFlightInfoResult.FromString(answer[0].body.to_pybytes())
+    assert result.status == flight_core_pb2.CANCEL_STATUS_CANCELLED
+    with pytest.raises(KeyError):  # NOT_FOUND: the parked result is gone
+        client.do_get(info.endpoints[0].ticket).read_all()
+    again = client.get_flight_info(flight.FlightDescriptor.for_command(
+        commands.pack(flight_sql_pb2.CommandStatementQuery(query="SELECT 5 AS five"))))
+    assert client.do_get(again.endpoints[0].ticket).read_all().to_pylist() == [{"five": 5}]
+
+
+def test_second_signal_exits_at_once(start_server):
+    server = start_server(shutdown_grace_period=60)
+
+    def long_running():
+        try:
+            with server.connect() as conn, conn.cursor() as cur:
+                cur.execute(HEAVY)
+                cur.fetchall()
+        except Exception:
+            pass
+
+    worker = threading.Thread(target=long_running, daemon=True)
+    worker.start()
+    time.sleep(1.0)
+    server.proc.send_signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert server.proc.poll() is None, "first SIGTERM should wait for the running statement (grace period)"
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(timeout=10)
+    assert time.monotonic() - started < 5
