@@ -150,7 +150,8 @@ def short_error(exc: BaseException, limit: int = 300) -> str:
 class CpuAccount:
     """Measure how much CPU *other* processes used while the benchmark ran.
 
-    foreign CPU = machine busy time - this process - the server process.
+    foreign CPU = machine busy time - this process - the server process
+    - the ``python -m clients`` subprocesses of the CLI rows.
     Background work (builds, test suites) skews results, mostly concurrency.
     """
 
@@ -181,7 +182,7 @@ class CpuAccount:
         """Human-readable share of the machine used by other processes."""
         wall = time.monotonic() - self._t0
         foreign = max(0.0, self._busy() - self._busy0 - (self._own() - self._self0)
-                      - self.server_cpu)
+                      - self.server_cpu - clients_bench.CLI_CPU)
         share = foreign / (wall * (os.cpu_count() or 1)) * 100
         return (f"other processes used {foreign:.0f} CPU-s in {wall:.0f}s "
                 f"({share:.0f}% of the machine{'; results are noisy' if share > 5 else ''})")
