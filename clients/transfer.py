@@ -11,6 +11,7 @@ import adbc_driver_manager
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
+import pyarrow.dataset as pa_dataset
 import pyarrow.parquet as pq
 
 from .errors import message
@@ -54,16 +55,32 @@ def _writer(path: str, fmt: str, schema: pa.Schema):
     raise FormatError(f"unknown output format {fmt!r}")
 
 
+# Parquet row groups of about this many rows (DuckDB writes ~122k-row groups; tiny groups bloat files).
+PARQUET_ROW_GROUP_ROWS = 256 * 1024
+
+
 def export(reader: pa.RecordBatchReader, path: str, fmt: str) -> int:
     """Writes every batch of `reader` to `path` as it arrives; returns the row count. The file appears only
-    when complete: it is written under a temporary name and renamed at the end."""
+    when complete: it is written under a temporary name and renamed at the end. Parquet output gathers
+    batches into full-size row groups."""
     partial = f"{path}.partial"
     rows = 0
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
     try:
         with _writer(partial, fmt, reader.schema) as writer:
             for batch in reader:
-                writer.write_batch(batch)
                 rows += batch.num_rows
+                if fmt != "parquet":
+                    writer.write_batch(batch)
+                    continue
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                if pending_rows >= PARQUET_ROW_GROUP_ROWS:
+                    writer.write_table(pa.Table.from_batches(pending, reader.schema), row_group_size=pending_rows)
+                    pending, pending_rows = [], 0
+            if pending:
+                writer.write_table(pa.Table.from_batches(pending, reader.schema), row_group_size=pending_rows)
         os.replace(partial, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -77,9 +94,10 @@ def export(reader: pa.RecordBatchReader, path: str, fmt: str) -> int:
 def open_source(path: str, fmt: str) -> tuple[pa.RecordBatchReader, int | None]:
     """A streaming reader over one file and its row count when the format tells it up front."""
     if fmt == "parquet":
-        parquet = pq.ParquetFile(path)
-        batches = parquet.iter_batches(batch_size=MAX_BATCH_ROWS)
-        return pa.RecordBatchReader.from_batches(parquet.schema_arrow, batches), parquet.metadata.num_rows
+        # The dataset scanner decodes row groups on several threads, ahead of the upload.
+        dataset = pa_dataset.dataset(path, format="parquet")
+        batches = dataset.to_batches(batch_size=MAX_BATCH_ROWS, use_threads=True)
+        return pa.RecordBatchReader.from_batches(dataset.schema, batches), pq.ParquetFile(path).metadata.num_rows
     if fmt == "csv":
         return pa_csv.open_csv(path), None
     if fmt == "json":  # pyarrow reads newline-delimited JSON whole
