@@ -29,6 +29,7 @@ class PreparedHandlers:
             prepared_statement_handle=prepared.handle,
             dataset_schema=dataset.serialize().to_pybytes() if dataset is not None else b"",
             parameter_schema=prepared.parameter_schema().serialize().to_pybytes(),
+            is_update=prepared.is_update,
         )
         return [commands.pack(result)]
 
