@@ -45,6 +45,11 @@ def info_for(descriptor: flight.FlightDescriptor, schema: pa.Schema, ticket_mess
     return flight.FlightInfo(schema, descriptor, [endpoint], total_records, -1)
 
 
+def optional(message, name: str):
+    """A proto3 `optional` field's value, or None when the client did not set it."""
+    return getattr(message, name) if message.HasField(name) else None
+
+
 def update_result(count: int) -> pa.Buffer:
     """The DoPut reply for updates and ingest: a bare DoPutUpdateResult."""
     return pa.py_buffer(sql.DoPutUpdateResult(record_count=count).SerializeToString())

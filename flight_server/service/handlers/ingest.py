@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...engine.errors import QueryError
 from ...engine.ingest import IfExists, IfMissing, IngestTarget
 from ...protocol import flight_sql_pb2 as sql
-from .base import Call, update_result
+from .base import Call, optional, update_result
 
 _OPTIONS = sql.CommandStatementIngest.TableDefinitionOptions
 _IF_EXISTS = {
@@ -26,13 +26,13 @@ class IngestHandlers:
             raise QueryError("CommandStatementIngest needs if_exists and if_not_exist options set")
         target = IngestTarget(
             table=command.table,
-            schema=command.schema if command.HasField("schema") else None,
-            catalog=command.catalog if command.HasField("catalog") else None,
+            schema=optional(command, "schema"),
+            catalog=optional(command, "catalog"),
             temporary=command.temporary,
             if_exists=_IF_EXISTS[options.if_exists],
             if_missing=_IF_MISSING[options.if_not_exist],
         )
-        transaction = command.transaction_id if command.HasField("transaction_id") else None
+        transaction = optional(command, "transaction_id")
         count = call.session.ingest(reader.to_reader(), target, transaction)
         writer.write(update_result(count))
         return count

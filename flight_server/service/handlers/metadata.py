@@ -12,15 +12,11 @@ import pyarrow.flight as flight
 from ...engine import catalog, type_info
 from ...protocol import flight_sql_pb2 as sql
 from ...protocol import schemas, sql_info
-from .base import Call, info_for
+from .base import Call, info_for, optional
 
 # Flight SQL reports DuckDB's table types with the usual JDBC names.
 _TYPE_NAMES = {"BASE TABLE": "TABLE", "LOCAL TEMPORARY": "LOCAL TEMPORARY", "VIEW": "VIEW"}
 _TYPE_FILTERS = {value: key for key, value in _TYPE_NAMES.items()}
-
-
-def _opt(message, name: str) -> str | None:
-    return getattr(message, name) if message.HasField(name) else None
 
 
 class MetadataHandlers:
@@ -47,20 +43,20 @@ class MetadataHandlers:
         return sql_info.table(self.sql_info_values, list(command.info))
 
     def _xdbc(self, conn, command: sql.CommandGetXdbcTypeInfo) -> pa.Table:
-        wanted = command.data_type if command.HasField("data_type") else None
+        wanted = optional(command, "data_type")
         return schemas.table(type_info.rows(wanted), schemas.XDBC_TYPE_INFO)
 
     def _catalogs(self, conn, command) -> pa.Table:
         return schemas.table([(name,) for name in catalog.catalogs(conn)], schemas.CATALOGS)
 
     def _db_schemas(self, conn, command: sql.CommandGetDbSchemas) -> pa.Table:
-        rows = catalog.schemas(conn, _opt(command, "catalog"), _opt(command, "db_schema_filter_pattern"))
+        rows = catalog.schemas(conn, optional(command, "catalog"), optional(command, "db_schema_filter_pattern"))
         return schemas.table(rows, schemas.DB_SCHEMAS)
 
     def _tables(self, conn, command: sql.CommandGetTables) -> pa.Table:
         types = [_TYPE_FILTERS.get(t.upper(), t) for t in command.table_types]
-        rows = catalog.tables(conn, _opt(command, "catalog"), _opt(command, "db_schema_filter_pattern"),
-                              _opt(command, "table_name_filter_pattern"), types)
+        rows = catalog.tables(conn, optional(command, "catalog"), optional(command, "db_schema_filter_pattern"),
+                              optional(command, "table_name_filter_pattern"), types)
         rows = [(c, s, t, _TYPE_NAMES.get(kind, kind)) for c, s, t, kind in rows]
         if not command.include_schema:
             return schemas.table(rows, schemas.TABLES)
@@ -72,24 +68,24 @@ class MetadataHandlers:
         return schemas.table([(name,) for name in sorted(_TYPE_NAMES.values())], schemas.TABLE_TYPES)
 
     def _primary_keys(self, conn, command: sql.CommandGetPrimaryKeys) -> pa.Table:
-        rows = catalog.primary_keys(conn, _opt(command, "catalog"), _opt(command, "db_schema"), command.table)
+        rows = catalog.primary_keys(conn, optional(command, "catalog"), optional(command, "db_schema"), command.table)
         return schemas.table(rows, schemas.PRIMARY_KEYS)
 
     def _exported_keys(self, conn, command: sql.CommandGetExportedKeys) -> pa.Table:
-        pk = (_opt(command, "catalog"), _opt(command, "db_schema"), command.table)
+        pk = (optional(command, "catalog"), optional(command, "db_schema"), command.table)
         rows = sorted(catalog.foreign_keys(conn, pk, (None, None, None)),
                       key=lambda r: (r[4] or "", r[5] or "", r[6], r[9] or "", r[8]))
         return schemas.table(rows, schemas.FOREIGN_KEYS)
 
     def _imported_keys(self, conn, command: sql.CommandGetImportedKeys) -> pa.Table:
-        fk = (_opt(command, "catalog"), _opt(command, "db_schema"), command.table)
+        fk = (optional(command, "catalog"), optional(command, "db_schema"), command.table)
         rows = sorted(catalog.foreign_keys(conn, (None, None, None), fk),
                       key=lambda r: (r[0] or "", r[1] or "", r[2], r[10] or "", r[8]))
         return schemas.table(rows, schemas.FOREIGN_KEYS)
 
     def _cross_reference(self, conn, command: sql.CommandGetCrossReference) -> pa.Table:
-        pk = (_opt(command, "pk_catalog"), _opt(command, "pk_db_schema"), command.pk_table)
-        fk = (_opt(command, "fk_catalog"), _opt(command, "fk_db_schema"), command.fk_table)
+        pk = (optional(command, "pk_catalog"), optional(command, "pk_db_schema"), command.pk_table)
+        fk = (optional(command, "fk_catalog"), optional(command, "fk_db_schema"), command.fk_table)
         rows = sorted(catalog.foreign_keys(conn, pk, fk),
                       key=lambda r: (r[4] or "", r[5] or "", r[6], r[9] or "", r[8]))
         return schemas.table(rows, schemas.FOREIGN_KEYS)

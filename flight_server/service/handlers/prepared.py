@@ -8,7 +8,7 @@ import pyarrow.flight as flight
 from ...protocol import commands
 from ...protocol import flight_sql_pb2 as sql
 from ...protocol import schemas
-from .base import Call, info_for, statement_ticket, update_result
+from .base import Call, info_for, optional, statement_ticket, update_result
 
 
 def _read_parameters(reader: flight.MetadataRecordBatchReader) -> tuple[list[pa.RecordBatch], pa.Schema | None]:
@@ -22,7 +22,7 @@ def _read_parameters(reader: flight.MetadataRecordBatchReader) -> tuple[list[pa.
 
 class PreparedHandlers:
     def action_create_prepared_statement(self, call: Call, request: sql.ActionCreatePreparedStatementRequest):
-        transaction = request.transaction_id if request.HasField("transaction_id") else None
+        transaction = optional(request, "transaction_id")
         prepared = call.session.prepare(request.query, transaction)
         dataset = prepared.dataset_schema
         result = sql.ActionCreatePreparedStatementResult(

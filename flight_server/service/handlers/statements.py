@@ -6,14 +6,14 @@ import pyarrow.flight as flight
 
 from ...protocol import flight_sql_pb2 as sql
 from ...protocol import schemas
-from .base import Call, info_for, statement_ticket, update_result
+from .base import Call, info_for, optional, statement_ticket, update_result
 
 
 class StatementHandlers:
     def get_flight_info_statement(self, call: Call, command: sql.CommandStatementQuery,
                                   descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
         """Runs the statement now (so DDL/DML happen exactly once) and parks its stream for DoGet."""
-        transaction = command.transaction_id if command.HasField("transaction_id") else None
+        transaction = optional(command, "transaction_id")
         outcome = call.session.execute(command.query, transaction)
         handle = call.session.park(outcome.reader)
         return info_for(descriptor, outcome.reader.schema, statement_ticket(handle), outcome.rowcount)
@@ -31,7 +31,7 @@ class StatementHandlers:
         return call.stream(call.session.stream(outcome.reader))
 
     def do_put_statement_update(self, call: Call, command: sql.CommandStatementUpdate, reader, writer) -> int:
-        transaction = command.transaction_id if command.HasField("transaction_id") else None
+        transaction = optional(command, "transaction_id")
         count = call.session.execute_update(command.query, transaction)
         writer.write(update_result(count))
         return count
