@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import time
 
@@ -241,7 +242,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
                 prepared = call.session.prepared.get(handle)
                 text = prepared.sql if prepared is not None else None
             if text:
-                fields["sql"] = text
+                fields["sql"] = _SENSITIVE_SQL.sub("<redacted>", text) if _SENSITIVE.search(text) else text
         if error is None:
             log.info("statement", **fields)
         else:
@@ -343,6 +344,12 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         super().shutdown()
         self.watchdog.stop()
         self.pool.shutdown()
+
+
+# SQL that may carry credentials (CREATE SECRET, ATTACH with a password, ...): quoted strings are
+# removed from its log record.
+_SENSITIVE = re.compile(r"\b(SECRET|PASSWORD|TOKEN|KEY_ID|ATTACH)\b", re.IGNORECASE)
+_SENSITIVE_SQL = re.compile(r"'(?:[^']|'')*'")
 
 
 def _command(descriptor: flight.FlightDescriptor):
