@@ -123,14 +123,15 @@ def test_dml_rowcount_via_execute(conn, unique_name):
     cur.execute(f"CREATE TABLE {t} AS SELECT i FROM range(10) t(i)")
     cur.execute(f"INSERT INTO {t} SELECT i FROM range(5) t(i)")
     assert cur.rowcount == 5
-    # DuckDB reports the affected-row count as the single result row.
-    assert cur.fetchall() == [(5,)]
+    # The server marks DML as is_update, so drivers that honour it run it as an update (no result
+    # set); older drivers run it as a query and see DuckDB's one-row count.
+    assert cur.fetchall() in ([], [(5,)])
     cur.execute(f"UPDATE {t} SET i = i + 100 WHERE i < 3")
     assert cur.rowcount == 6
-    assert cur.fetchall() == [(6,)]
+    assert cur.fetchall() in ([], [(6,)])
     cur.execute(f"DELETE FROM {t} WHERE i >= 100")
     assert cur.rowcount == 6
-    assert cur.fetchall() == [(6,)]
+    assert cur.fetchall() in ([], [(6,)])
     cur.execute(f"DELETE FROM {t} WHERE i > 1000")
     assert cur.rowcount == 0
     cur.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
 import secrets
 import threading
 import time
@@ -31,7 +32,9 @@ class PreparedStatement:
 
     @property
     def is_update(self) -> bool:
-        return not self.parsed.is_query
+        """True when clients should run it as an update (no result set). A RETURNING clause (or the word
+        anywhere) keeps the query path, which always works."""
+        return not self.parsed.is_query and not _RETURNING.search(self.sql)
 
     def parameter_schema(self) -> pa.Schema:
         """DuckDB does not expose parameter types before binding, so parameters are announced untyped."""
@@ -336,6 +339,7 @@ class Session:
 
 
 _MAX_PARKED = 16
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 
 
 def _quote(identifier: str) -> str:
