@@ -76,6 +76,10 @@ class Database:
         self._root.execute("SET enable_external_access = false")
 
     @property
+    def version(self) -> str:
+        return duckdb.__version__
+
+    @property
     def path(self) -> str:
         return self.settings.database_path
 

@@ -119,7 +119,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         self.pool = pool
         self.keys = SessionKeys()
         self.started = time.time()
-        self.sql_info_values = _sql_info_values(config.read_only)
+        self.sql_info_values = _sql_info_values(config.read_only, database.version)
         self.stats = StatementStats()
         self.metrics = Metrics()
         self.admission = AdmissionController(config.max_concurrent_statements, config.max_queued_statements,
@@ -375,13 +375,11 @@ def _as_sql_text(data: bytes) -> str | None:
     return text if printable else None
 
 
-def _sql_info_values(read_only: bool) -> dict[int, object]:
-    import duckdb
-
+def _sql_info_values(read_only: bool, engine_version: str) -> dict[int, object]:
     s = sql_info
     return {
         s.FLIGHT_SQL_SERVER_NAME: "DuckDB Flight SQL Server",
-        s.FLIGHT_SQL_SERVER_VERSION: f"{__version__} (DuckDB {duckdb.__version__})",
+        s.FLIGHT_SQL_SERVER_VERSION: f"{__version__} (DuckDB {engine_version})",
         s.FLIGHT_SQL_SERVER_ARROW_VERSION: pa.__version__,
         s.FLIGHT_SQL_SERVER_READ_ONLY: read_only,
         s.FLIGHT_SQL_SERVER_SQL: True,
