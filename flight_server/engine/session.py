@@ -80,8 +80,10 @@ class Session:
         with self.lock:
             handle = secrets.token_bytes(16)
             stream = ResultStream(reader, self.lock, self.touch)
+            stream.read_ahead()
             self.parked[handle] = stream
-            self.streams.append(stream)
+            if not stream.finished:
+                self.streams.append(stream)
             while len(self.parked) > _MAX_PARKED:
                 _, old = self.parked.popitem(last=False)
                 old.close()

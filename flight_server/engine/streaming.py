@@ -28,6 +28,30 @@ class ResultStream:
         self.rows_sent = 0
         self.bytes_sent = 0
         self._client_gone: Callable[[], bool] | None = None
+        self.complete: pa.Table | None = None  # set by read_ahead when the whole result is small
+        self._head: list[pa.RecordBatch] = []
+
+    def read_ahead(self) -> None:
+        """Reads the start of the result now (call with the session lock held). A result that ends within
+        two batches and one message is kept whole, so DoGet can send it without calling back into Python."""
+        head = []
+        try:
+            for _ in range(2):
+                head.append(self._reader.read_next_batch())
+        except StopIteration:
+            table = pa.Table.from_batches(head, self.schema)
+            if table.nbytes <= MAX_MESSAGE_BYTES:
+                self.complete = table
+                self.finished = True
+                self._reader = None
+                self.rows_sent, self.bytes_sent = table.num_rows, table.nbytes
+                return
+        except Exception as exc:
+            self.finished = True
+            self._reader = None
+            raise classify(exc) from None
+        # Longer results: the batches already read go out first.
+        self._head = head
 
     def attach(self, client_gone: Callable[[], bool]) -> None:
         """While a call streams this result, `client_gone` tells whether its client has left."""
@@ -49,7 +73,8 @@ class ResultStream:
             self.close()  # nobody will read the rest: drop it instead of producing it
             return
         try:
-            self._buffered = list(self._reader) if self._reader is not None else []
+            self._buffered = self._head + (list(self._reader) if self._reader is not None else [])
+            self._head = []
         except Exception as exc:
             self._buffered = []
             self._error = classify(exc)
@@ -87,6 +112,8 @@ class ResultStream:
                 return None
             if self._on_batch is not None:
                 self._on_batch()
+            if self._head:
+                return self._head.pop(0)
             if self._buffered is not None:
                 if self._buffered:
                     return self._buffered.pop(0)

@@ -29,6 +29,8 @@ class Call:
         """Sends an engine ResultStream; when the call ends (finished, failed or cancelled) the stream is
         detached so an abandoned result is dropped rather than read on."""
         self.result = result
+        if result.complete is not None:  # small result read whole at GetFlightInfo: no Python per batch
+            return flight.RecordBatchStream(result.complete)
         if self.context is not None:
             hooks = middleware(self.context)
             result.attach(self.context.is_cancelled)
