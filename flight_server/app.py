@@ -6,6 +6,7 @@ import os
 
 import structlog
 
+from .auth.external_jwt import ExternalJwtVerifier
 from .auth.middleware import AuthMiddlewareFactory
 from .auth.throttle import LoginThrottle
 from .auth.tokens import TokenSigner
@@ -76,7 +77,25 @@ def build_auth(config: Config) -> AuthMiddlewareFactory | None:
     if not len(users):
         raise ConfigError(f"FLIGHT_USERS_FILE: no users in {users_file}")
     signer = TokenSigner(config.token_secret.encode() if config.token_secret else None, config.token_ttl)
-    return AuthMiddlewareFactory(users, signer, LoginThrottle())
+    return AuthMiddlewareFactory(users, signer, LoginThrottle(), build_external_jwt(config))
+
+
+def build_external_jwt(config: Config) -> ExternalJwtVerifier | None:
+    if not config.jwt_key:
+        return None
+    try:
+        import jwt  # noqa: F401
+    except ImportError:
+        raise ConfigError("FLIGHT_JWT_KEY: external JWTs need PyJWT: pip install '.[sso]'") from None
+    key = config.jwt_key
+    if os.path.isfile(key):
+        with open(key) as handle:
+            key = handle.read()
+    algorithms = tuple(a.strip() for a in config.jwt_algorithms.split(",") if a.strip())
+    if not algorithms or any(a.lower() == "none" for a in algorithms):
+        raise ConfigError("FLIGHT_JWT_ALGORITHMS: name at least one real algorithm (e.g. RS256)")
+    return ExternalJwtVerifier(key, algorithms, config.jwt_issuer or None, config.jwt_audience or None,
+                               role_claim=config.jwt_role_claim)
 
 
 def build_tls(config: Config) -> dict | None:

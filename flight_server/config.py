@@ -156,6 +156,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Key that signs bearer tokens (default: random per start, so restarts log everyone out).",
             secret=True),
     Setting("token_ttl", "FLIGHT_TOKEN_TTL", 3600.0, "Seconds a bearer token stays valid.", _non_negative_float),
+    Setting("jwt_key", "FLIGHT_JWT_KEY", "", "Also accept bearer JWTs from an external issuer: the HMAC "
+            "secret, or a file with the issuer's PEM public key (needs pip install '.[sso]').", secret=True),
+    Setting("jwt_algorithms", "FLIGHT_JWT_ALGORITHMS", "RS256", "Comma-separated JWT algorithms to accept."),
+    Setting("jwt_issuer", "FLIGHT_JWT_ISSUER", "", "Required 'iss' of external JWTs."),
+    Setting("jwt_audience", "FLIGHT_JWT_AUDIENCE", "", "Required 'aud' of external JWTs."),
+    Setting("jwt_role_claim", "FLIGHT_JWT_ROLE_CLAIM", "role", "JWT claim holding the role (default read)."),
     Setting("allow_unauthenticated_network", "FLIGHT_ALLOW_UNAUTHENTICATED_NETWORK", False,
             "Allow --auth none on a non-loopback address.", _bool),
     Setting("tls_cert", "FLIGHT_TLS_CERT", "", "PEM certificate chain file; enables TLS."),
@@ -216,6 +222,11 @@ class Config:
     user_role: str = "admin"
     token_secret: str = ""
     token_ttl: float = 3600.0
+    jwt_key: str = ""
+    jwt_algorithms: str = "RS256"
+    jwt_issuer: str = ""
+    jwt_audience: str = ""
+    jwt_role_claim: str = "role"
     allow_unauthenticated_network: bool = False
     tls_cert: str = ""
     tls_key: str = ""

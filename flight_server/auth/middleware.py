@@ -38,10 +38,11 @@ class AuthMiddleware(flight.ServerMiddleware):
 
 
 class AuthMiddlewareFactory(flight.ServerMiddlewareFactory):
-    def __init__(self, users: UserStore, signer: TokenSigner, throttle: LoginThrottle):
+    def __init__(self, users: UserStore, signer: TokenSigner, throttle: LoginThrottle, external=None):
         self.users = users
         self.signer = signer
         self.throttle = throttle
+        self.external = external  # ExternalJwtVerifier for single sign-on tokens, or None
 
     def start_call(self, info, headers):
         values = headers.get("authorization", []) or headers.get("Authorization", [])
@@ -49,10 +50,17 @@ class AuthMiddlewareFactory(flight.ServerMiddlewareFactory):
         scheme, _, value = credential.partition(" ")
         scheme = scheme.lower()
         if scheme == "bearer":
+            token = value.strip()
             try:
-                claims = self.signer.verify(value.strip())
+                claims = self.signer.verify(token)
             except TokenError as exc:
-                raise flight.FlightUnauthenticatedError(str(exc)) from None
+                if self.external is None or token.count(".") != 2:
+                    raise flight.FlightUnauthenticatedError(str(exc)) from None
+                try:
+                    claims = self.external.verify(token)
+                    self.signer.check_revoked(claims.session)
+                except TokenError as external_exc:
+                    raise flight.FlightUnauthenticatedError(str(external_exc)) from None
             return AuthMiddleware(Principal(claims.user, claims.role, claims.session))
         if scheme == "basic":
             user = self._basic(value.strip())

@@ -51,10 +51,13 @@ class TokenSigner:
             raise TokenError("token is malformed") from None
         if claims.expires < time.time():
             raise TokenError("token has expired; authenticate again")
-        with self._lock:
-            if claims.session in self._revoked:
-                raise TokenError("token's session was closed; authenticate again")
+        self.check_revoked(claims.session)
         return claims
+
+    def check_revoked(self, session: str) -> None:
+        with self._lock:
+            if session in self._revoked:
+                raise TokenError("token's session was closed; authenticate again")
 
     def revoke(self, session: str) -> None:
         with self._lock:
