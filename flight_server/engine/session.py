@@ -89,6 +89,11 @@ class Session:
                 old.close()
             return handle
 
+    def parked_complete(self, handle: bytes) -> bool:
+        """Whether the parked result under `handle` was small enough to be read whole already."""
+        stream = self.parked.get(handle)
+        return stream is not None and stream.complete is not None
+
     def take(self, handle: bytes) -> ResultStream:
         """Hands a parked result over for streaming (once)."""
         with self.lock:

@@ -165,6 +165,12 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             raise NotImplementedError(f"{rpc} does not support {type(message).__name__}")
         call = self._call(context)
         handler = getattr(self, name)
+        if name in STREAMING and call.session.parked_complete(message.statement_handle):
+            # A small result already read at GetFlightInfo: nothing left for DuckDB to do, so no admission
+            # slot or watchdog; only the counters.
+            result = handler(call, message, *args)
+            self._count_streamed(call.result.rows_sent, call.result.bytes_sent)
+            return result
         if name in STATEMENT_KINDS or name in STREAMING:
             return self._run_statement(rpc, name, context, call, message, lambda: handler(call, message, *args))
         return handler(call, message, *args)
@@ -229,9 +235,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         nbytes = None
         if kind == "stream" and call.result is not None:
             rows, nbytes = call.result.rows_sent, call.result.bytes_sent
-            self.stats.streamed(rows, nbytes)
-            self.metrics.rows_streamed.inc(rows)
-            self.metrics.bytes_streamed.inc(nbytes)
+            self._count_streamed(rows, nbytes)
         fields = {"statement_id": statement_id, "session": call.session.session_id, "peer": call.peer,
                   "user": getattr(call.principal, "user", None), "type": kind,
                   "ms": round(seconds * 1000, 3), "rows": rows, "bytes": nbytes, "outcome": outcome}
@@ -247,6 +251,11 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             log.info("statement", **fields)
         else:
             log.info("statement", error=str(getattr(error, "message", error))[:500], **fields)
+
+    def _count_streamed(self, rows: int, nbytes: int) -> None:
+        self.stats.streamed(rows, nbytes)
+        self.metrics.rows_streamed.inc(rows)
+        self.metrics.bytes_streamed.inc(nbytes)
 
     def _guard(self, rpc: str, context, fn, *args):
         started = time.perf_counter()
