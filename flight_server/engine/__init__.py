@@ -16,7 +16,8 @@ from .errors import (
     ResourceError,
     UnavailableError,
 )
-from .session import Session, SessionPool
+from .pool import SessionPool
+from .session import Session
 
 __all__ = [
     "AlreadyExistsError",

@@ -1,23 +1,22 @@
-"""A client's session (its own DuckDB connection, prepared statements, transaction) and the bounded pool of them."""
+"""A client's session: its own DuckDB connection, prepared statements, transaction and results in flight."""
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import re
 import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
 
 from . import ingest, parameters, statements
+from .errors import NotFoundError, QueryError, UnavailableError, classify
 from .streaming import ResultStream
-from .errors import InternalError, NotFoundError, QueryError, UnavailableError, classify
 
 
 @dataclass
@@ -248,6 +247,17 @@ class Session:
             return []
         return list(parameters.rows(prepared.bound))
 
+    # -- bulk ingest ------------------------------------------------------
+
+    def ingest(self, reader: pa.RecordBatchReader, target: ingest.IngestTarget,
+               transaction_id: bytes | None = None) -> int:
+        """Bulk-loads a stream into a table, joining the session's open transaction if there is one."""
+        if self.authorizer is not None:
+            self.authorizer.ingest()
+        with self.busy():
+            self._check_transaction(transaction_id)
+            return ingest.ingest(self.conn, reader, target, in_transaction=self.transaction_id is not None)
+
     # -- transactions -----------------------------------------------------
 
     def begin(self) -> bytes:
@@ -351,107 +361,3 @@ _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
-
-
-class SessionPool:
-    """At most `max_sessions` live sessions, each owning one DuckDB connection; idle ones expire."""
-
-    def __init__(self, connect: Callable[[], duckdb.DuckDBPyConnection], max_sessions: int,
-                 idle_timeout: float, max_prepared: int = 256):
-        self._connect = connect
-        self.max_sessions = max_sessions
-        self.idle_timeout = idle_timeout
-        self.max_prepared = max_prepared
-        self._sessions: dict[str, Session] = {}
-        self._lock = threading.Lock()
-        self._ids = itertools.count(1)
-        self._stop = threading.Event()
-        self._reaper: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self.idle_timeout > 0:
-            self._reaper = threading.Thread(target=self._reap_loop, name="session-reaper", daemon=True)
-            self._reaper.start()
-
-    def get(self, key: str, authorizer: object | None = None) -> Session:
-        """The session for a client key, created (with a fresh connection) on first use."""
-        with self._lock:
-            session = self._sessions.get(key)
-            if session is not None and not session.closed:
-                session.touch()
-                return session
-            if len(self._sessions) >= self.max_sessions:
-                self._expire_locked(time.monotonic())
-            if len(self._sessions) >= self.max_sessions:
-                raise UnavailableError(
-                    f"session limit reached: {len(self._sessions)} of {self.max_sessions} connections in use "
-                    "(raise --pool-size or close idle clients)")
-            try:
-                conn = self._connect()
-            except Exception as exc:
-                raise InternalError(f"could not open a DuckDB connection: {exc}") from None
-            session = Session(session_id=f"s{next(self._ids)}", conn=conn, max_prepared=self.max_prepared,
-                              authorizer=authorizer)
-            self._sessions[key] = session
-            return session
-
-    def find(self, key: str) -> Session | None:
-        with self._lock:
-            return self._sessions.get(key)
-
-    def close(self, key: str) -> bool:
-        with self._lock:
-            session = self._sessions.pop(key, None)
-        if session is None:
-            return False
-        session.close()
-        return True
-
-    def sessions(self) -> list[Session]:
-        with self._lock:
-            return list(self._sessions.values())
-
-    def stats(self) -> dict[str, int]:
-        with self._lock:
-            in_use = len(self._sessions)
-        return {"total_connections": in_use, "available_connections": self.max_sessions - in_use,
-                "max_connections": self.max_sessions}
-
-    def shutdown(self) -> None:
-        self._stop.set()
-        with self._lock:
-            sessions = list(self._sessions.values())
-            self._sessions.clear()
-        for session in sessions:
-            session.interrupt()
-            session.close()
-
-    def _reap_loop(self) -> None:
-        interval = max(0.5, min(self.idle_timeout / 4, 30.0))
-        while not self._stop.wait(interval):
-            with self._lock:
-                self._expire_locked(time.monotonic())
-
-    def _expire_locked(self, now: float) -> None:
-        if self.idle_timeout <= 0:
-            return
-        for key, session in list(self._sessions.items()):
-            if now - session.last_used > self.idle_timeout and session.lock.acquire(blocking=False):
-                try:
-                    del self._sessions[key]
-                    session.close()
-                finally:
-                    session.lock.release()
-
-
-def _ingest(self: Session, reader: pa.RecordBatchReader, target: ingest.IngestTarget,
-            transaction_id: bytes | None = None) -> int:
-    """Bulk-loads a stream into a table, joining the session's open transaction if there is one."""
-    if self.authorizer is not None:
-        self.authorizer.ingest()
-    with self.busy():
-        self._check_transaction(transaction_id)
-        return ingest.ingest(self.conn, reader, target, in_transaction=self.transaction_id is not None)
-
-
-Session.ingest = _ingest  # type: ignore[attr-defined]
