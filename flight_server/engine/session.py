@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
 import secrets
 import threading
@@ -58,6 +59,8 @@ class Session:
     closed: bool = False
     # Optional policy (e.g. a role): .statements(list of duckdb.Statement) and .ingest() raise to refuse.
     authorizer: object | None = None
+    # Marker of the call whose work DuckDB is doing right now (see interrupt_if_running).
+    running: object | None = None
 
     # -- the connection ---------------------------------------------------
 
@@ -72,14 +75,22 @@ class Session:
                 stream.materialize()
             self.streams = [s for s in self.streams if not s.finished]
             self.touch()
-            yield self.conn
+            self.running = CURRENT_CALL.get()
+            try:
+                yield self.conn
+            finally:
+                self.running = None
 
     def park(self, reader: pa.RecordBatchReader) -> bytes:
         """Keeps a result until the client fetches it with DoGet; returns its handle."""
         with self.lock:
             handle = secrets.token_bytes(16)
-            stream = ResultStream(reader, self.lock, self.touch)
-            stream.read_ahead()
+            stream = ResultStream(reader, self.lock, self.touch, self._set_running)
+            self.running = CURRENT_CALL.get()
+            try:
+                stream.read_ahead()
+            finally:
+                self.running = None
             self.parked[handle] = stream
             if not stream.finished:
                 self.streams.append(stream)
@@ -104,7 +115,7 @@ class Session:
     def stream(self, reader: pa.RecordBatchReader) -> ResultStream:
         """Wraps a result that is sent right away (tickets that carry their own statement)."""
         with self.lock:
-            stream = ResultStream(reader, self.lock, self.touch)
+            stream = ResultStream(reader, self.lock, self.touch, self._set_running)
             self.streams.append(stream)
             return stream
 
@@ -326,6 +337,15 @@ class Session:
 
     # -- lifetime ---------------------------------------------------------
 
+    def interrupt_if_running(self, marker: object) -> None:
+        """Interrupts DuckDB only while it works for the call that `marker` names: a late cancel of a
+        finished call must not hit the client's next statement."""
+        if marker is not None and self.running is marker:
+            self.interrupt()
+
+    def _set_running(self, marker: object | None) -> None:
+        self.running = marker
+
     def interrupt(self) -> None:
         try:
             self.conn.interrupt()
@@ -356,6 +376,10 @@ class Session:
 
 
 _MAX_PARKED = 16
+
+# The call (a marker object set by the service) on whose behalf this thread works; busy() records it as
+# the session's running call while it holds the connection.
+CURRENT_CALL: contextvars.ContextVar[object | None] = contextvars.ContextVar("current_call", default=None)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 
 

@@ -18,9 +18,12 @@ class ResultStream:
     """Wraps one result reader. Iterating takes the session lock per batch, never while the batch is sent."""
 
     def __init__(self, reader: pa.RecordBatchReader, lock: threading.RLock,
-                 on_batch: Callable[[], None] | None = None):
+                 on_batch: Callable[[], None] | None = None,
+                 set_running: Callable[[object | None], None] | None = None):
         self._reader: pa.RecordBatchReader | None = reader
         self._on_batch = on_batch  # keeps the session from looking idle while it streams
+        self._set_running = set_running  # tells the session whose work a batch fetch is
+        self.marker: object | None = None  # the streaming call's marker
         self._buffered: list[pa.RecordBatch] | None = None
         self._lock = lock
         self.schema = reader.schema
@@ -123,6 +126,8 @@ class ResultStream:
                     raise error
                 return None
             try:
+                if self._set_running is not None:
+                    self._set_running(self.marker)
                 return self._reader.read_next_batch()
             except StopIteration:
                 self.finished = True
@@ -131,6 +136,9 @@ class ResultStream:
             except Exception as exc:
                 self.finished = True
                 raise classify(exc) from None
+            finally:
+                if self._set_running is not None:
+                    self._set_running(None)
 
     def to_reader(self) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(self.schema, iter(self))

@@ -13,6 +13,7 @@ import structlog
 
 from ..config import Config
 from ..engine import Database, SessionPool
+from ..engine.session import CURRENT_CALL
 from ..observability.metrics import Metrics
 from ..observability.stats import StatementStats
 from ..resilience.admission import AdmissionController
@@ -185,12 +186,18 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             self.breaker.abandon_probe()
             raise
         timeout = call.session.options.get("statement_timeout", self.config.statement_timeout) or None
-        token = self.watchdog.watch(context.is_cancelled, call.session.interrupt, timeout)
+        marker = call.marker = object()
+        token = self.watchdog.watch(context.is_cancelled, lambda: call.session.interrupt_if_running(marker),
+                                    timeout)
         started = time.perf_counter()
         deferred = False
         rows, error = -1, None
         try:
-            result = work()
+            current = CURRENT_CALL.set(marker)
+            try:
+                result = work()
+            finally:
+                CURRENT_CALL.reset(current)
             if isinstance(result, flight.FlightInfo):
                 rows = result.total_records
             elif isinstance(result, int):

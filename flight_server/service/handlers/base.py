@@ -24,11 +24,13 @@ class Call:
     principal: object | None = None  # auth.middleware.Principal when authentication is on
     context: flight.ServerCallContext | None = None
     result: object | None = None  # the engine ResultStream this call sends, for its row/byte counts
+    marker: object | None = None  # names this call's DuckDB work, so cancels interrupt only that work
 
     def stream(self, result) -> flight.RecordBatchStream:
         """Sends an engine ResultStream; when the call ends (finished, failed or cancelled) the stream is
         detached so an abandoned result is dropped rather than read on."""
         self.result = result
+        result.marker = self.marker
         if result.complete is not None:  # small result read whole at GetFlightInfo: no Python per batch
             return flight.RecordBatchStream(result.complete)
         if self.context is not None:
