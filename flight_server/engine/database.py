@@ -79,6 +79,11 @@ class Database:
     def version(self) -> str:
         return duckdb.__version__
 
+    def keywords(self) -> list[str]:
+        """DuckDB's SQL keywords, upper-case, for clients that ask (JDBC's getSQLKeywords)."""
+        rows = self._root.execute("SELECT upper(keyword_name) FROM duckdb_keywords() ORDER BY 1").fetchall()
+        return [row[0] for row in rows]
+
     @property
     def path(self) -> str:
         return self.settings.database_path

@@ -8,7 +8,7 @@ from .. import __version__
 from ..protocol import sql_info
 
 
-def sql_info_values(read_only: bool, engine_version: str) -> dict[int, object]:
+def sql_info_values(read_only: bool, engine_version: str, keywords: list[str]) -> dict[int, object]:
     s = sql_info
     return {
         s.FLIGHT_SQL_SERVER_NAME: "DuckDB Flight SQL Server",
@@ -31,6 +31,7 @@ def sql_info_values(read_only: bool, engine_version: str) -> dict[int, object]:
         s.SQL_QUOTED_IDENTIFIER_CASE: s.Int32(s.SQL_CASE_SENSITIVITY_CASE_INSENSITIVE),
         s.SQL_ALL_TABLES_ARE_SELECTABLE: True,
         s.SQL_NULL_ORDERING: s.Int32(s.SQL_NULLS_SORTED_AT_END),
+        s.SQL_KEYWORDS: keywords,
         s.SQL_SEARCH_STRING_ESCAPE: "\\",
         s.SQL_SUPPORTS_COLUMN_ALIASING: True,
         s.SQL_NULL_PLUS_NULL_IS_NULL: True,

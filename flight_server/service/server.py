@@ -119,7 +119,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         self.pool = pool
         self.keys = SessionKeys()
         self.started = time.time()
-        self.sql_info_values = sql_info_values(config.read_only, database.version)
+        self.sql_info_values = sql_info_values(config.read_only, database.version, database.keywords())
         self.stats = StatementStats()
         self.metrics = Metrics()
         self.admission = AdmissionController(config.max_concurrent_statements, config.max_queued_statements,
