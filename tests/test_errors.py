@@ -121,8 +121,12 @@ def test_execute_update_error_status(conn):
     assert scalar(conn, "SELECT 3") == 3
 
 
-def test_runtime_error_mid_stream(conn):
-    """An error raised after some batches were produced still reaches the client cleanly."""
+def test_runtime_error_mid_stream(start_server):
+    """An error raised after some batches were produced still reaches the client cleanly.
+
+    One DuckDB thread: with several, DuckDB 1.5.5 itself sometimes reports "INTERRUPT Error" instead of
+    the user's error for this query (about 1 run in 5 in-process, with to_arrow_table() too)."""
+    conn = start_server(database=":memory:", worker_threads=1).connect()
     sql = "SELECT CASE WHEN i = 150000 THEN error('boom at 150000') ELSE i END AS v FROM range(300000) t(i)"
     cur = conn.cursor()
     with pytest.raises(adbc_driver_manager.Error) as info:
@@ -172,7 +176,7 @@ def test_errors_in_one_session_do_not_affect_another(conn, conn2):
 def test_repeated_runtime_errors_do_not_disable_server(start_server):
     """User errors raised while streaming are the client's fault, not an engine
     failure: ten of them in a row must not make the server refuse other work."""
-    srv = start_server(database=":memory:")
+    srv = start_server(database=":memory:", worker_threads=1)  # see test_runtime_error_mid_stream
     sql = "SELECT CASE WHEN i = 150000 THEN error('boom at 150000') ELSE i END AS v FROM range(300000) t(i)"
     c = srv.connect()
     for attempt in range(10):
