@@ -84,10 +84,7 @@ def run(
 ) -> Outcome:
     """Executes every statement; returns the last one's result as a stream (or a one-row count)."""
     try:
-        for statement in parsed.statements[:-1]:
-            conn.execute(statement)
-        # Statement objects, not their text: statements DuckDB rewrites (PIVOT) carry no query text.
-        conn.execute(parsed.last, parameters if parameters else None)
+        _execute(conn, parsed, parameters)
         if parsed.counts_rows and _is_count_result(conn):
             count = int(conn.fetchone()[0])
             table = pa.table({"Count": pa.array([count], pa.int64())})
@@ -108,9 +105,7 @@ def run_update(
     """Executes for effect and returns the changed-row count (0 for DDL and other statements).
     No Arrow on this path: executemany runs it once per parameter row."""
     try:
-        for statement in parsed.statements[:-1]:
-            conn.execute(statement)
-        conn.execute(parsed.last, parameters if parameters else None)
+        _execute(conn, parsed, parameters)
         if parsed.counts_rows and _is_count_result(conn):
             return int(conn.fetchone()[0])
         if not parsed.is_query:
@@ -162,6 +157,14 @@ def batch_rows(description: Sequence[tuple] | None) -> int:
     rows = _TARGET_BATCH_BYTES // max(width, 1)
     rows = max(_MIN_BATCH_ROWS, min(_MAX_BATCH_ROWS, rows))
     return rows - rows % _MIN_BATCH_ROWS
+
+
+def _execute(conn: duckdb.DuckDBPyConnection, parsed: Parsed, parameters: Sequence[object] | None) -> None:
+    """Runs every statement, binding the parameters to the last. Statement objects, not their text:
+    statements DuckDB rewrites (PIVOT) carry no query text."""
+    for statement in parsed.statements[:-1]:
+        conn.execute(statement)
+    conn.execute(parsed.last, parameters if parameters else None)
 
 
 def _is_count_result(conn: duckdb.DuckDBPyConnection) -> bool:

@@ -163,6 +163,10 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         name = table.get(type(message))
         if name is None:
             raise NotImplementedError(f"{rpc} does not support {type(message).__name__}")
+        return self._invoke(rpc, name, context, message, *args)
+
+    def _invoke(self, rpc: str, name: str, context, message, *args):
+        """Runs handler `name` for the caller's session, inside the statement wrapper when it runs SQL."""
         call = self._call(context)
         handler = getattr(self, name)
         if name in STREAMING and call.session.parked_complete(message.statement_handle):
@@ -327,13 +331,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             if entry is None:
                 raise NotImplementedError(f"unknown action {action.type!r}")
             request = commands.unpack_action(action.type, body)
-            call = self._call(context)
-            handler = getattr(self, entry[0])
-            if entry[0] in STATEMENT_KINDS:
-                results = self._run_statement("DoAction", entry[0], context, call, request,
-                                              lambda: handler(call, request))
-            else:
-                results = handler(call, request)
+            results = self._invoke("DoAction", entry[0], context, request)
             return [flight.Result(pa.py_buffer(item)) for item in results]
         return self._guard("DoAction", context, run)
 
