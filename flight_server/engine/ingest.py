@@ -1,4 +1,7 @@
-"""Bulk ingest: streams client record batches into a table through DuckDB's Arrow scan, in one transaction."""
+"""Bulk ingest: streams client record batches into a table through DuckDB's Arrow scan, in one transaction.
+
+Every batch is validated before DuckDB sees it (see incoming.py), and the transaction commits only when the
+client's stream ended cleanly: a cancelled call or a vanished client rolls everything back."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import pyarrow as pa
 
 from .catalog import quote
 from .errors import AlreadyExistsError, NotFoundError, QueryError, classify
+from .incoming import IncomingBatches
 
 
 class IfExists(Enum):
@@ -36,9 +40,10 @@ class IngestTarget:
     if_missing: IfMissing = IfMissing.CREATE
 
 
-def ingest(conn: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, target: IngestTarget,
+def ingest(conn: duckdb.DuckDBPyConnection, batches: IncomingBatches, target: IngestTarget,
            in_transaction: bool) -> int:
-    """Loads every batch of `reader` into the target; returns rows written. Nothing changes on failure."""
+    """Loads every batch into the target; returns rows written. Nothing changes on failure, nor when the
+    stream did not end cleanly (inside the session's own transaction the failed statement aborts it)."""
     if not target.table:
         raise QueryError("ingest needs a table name")
     if target.temporary and target.catalog not in (None, "", "temp"):
@@ -56,7 +61,7 @@ def ingest(conn: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, target
             raise AlreadyExistsError(f"table {name} already exists")
         if not exists and target.if_missing is IfMissing.FAIL:
             raise NotFoundError(f"table {name} does not exist")
-        conn.register(view, _CStream(reader))
+        conn.register(view, _CStream(batches.reader()))
         if exists and target.if_exists is IfExists.APPEND:
             sql = f"INSERT INTO {name} BY NAME SELECT * FROM {view}"
         else:
@@ -66,6 +71,7 @@ def ingest(conn: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, target
         conn.execute(sql)
         row = conn.fetchone()
         count = int(row[0]) if row else 0
+        batches.check_complete()
         if own_transaction:
             conn.execute("COMMIT")
         return count
@@ -75,7 +81,8 @@ def ingest(conn: duckdb.DuckDBPyConnection, reader: pa.RecordBatchReader, target
                 conn.execute("ROLLBACK")
             except Exception:
                 pass
-        raise classify(exc) from None
+        # The validation error says which batch and column; DuckDB's wrapping of it says less.
+        raise (batches.error or classify(exc)) from None
     finally:
         try:
             conn.unregister(view)

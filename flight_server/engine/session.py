@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from . import ingest, parameters, statements
 from .errors import NotFoundError, QueryError, UnavailableError, classify
+from .incoming import IncomingBatches
 from .streaming import ResultStream
 
 
@@ -260,14 +261,15 @@ class Session:
 
     # -- bulk ingest ------------------------------------------------------
 
-    def ingest(self, reader: pa.RecordBatchReader, target: ingest.IngestTarget,
+    def ingest(self, batches: IncomingBatches, target: ingest.IngestTarget,
                transaction_id: bytes | None = None) -> int:
-        """Bulk-loads a stream into a table, joining the session's open transaction if there is one."""
+        """Bulk-loads validated client batches into a table, joining the session's open transaction if there
+        is one; commits only when the client's stream ended cleanly."""
         if self.authorizer is not None:
             self.authorizer.ingest()
         with self.busy():
             self._check_transaction(transaction_id)
-            return ingest.ingest(self.conn, reader, target, in_transaction=self.transaction_id is not None)
+            return ingest.ingest(self.conn, batches, target, in_transaction=self.transaction_id is not None)
 
     # -- transactions -----------------------------------------------------
 

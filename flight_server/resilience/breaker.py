@@ -1,4 +1,4 @@
-"""Circuit breaker over infrastructure failures (out of memory, disk, I/O, engine faults), never users' bad SQL."""
+"""Circuit breaker over the server's own faults (database I/O, disk full, engine faults), never users' queries."""
 
 from __future__ import annotations
 
@@ -6,24 +6,22 @@ import threading
 import time
 from collections import deque
 
-from ..engine.errors import EngineError, InternalError, ResourceError, UnavailableError
+import pyarrow.flight as flight
+
+from ..engine.errors import is_server_fault
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
-# DuckDB error kinds (message prefixes) that mean the engine, not the statement, is in trouble. Errors
-# raised while a result streams reach us as pyarrow exceptions carrying DuckDB's message.
-_INFRASTRUCTURE_PREFIXES = ("Out of Memory Error", "IO Error", "INTERNAL Error", "FATAL Error",
-                            "Invalidated database", "Fatal Error")
-
-
 def is_infrastructure_failure(exc: BaseException) -> bool:
-    if isinstance(exc, EngineError):
-        return isinstance(exc, (ResourceError, InternalError))
-    if isinstance(exc, MemoryError):
-        return True
-    text = str(exc)
-    return any(prefix in text for prefix in _INFRASTRUCTURE_PREFIXES)
+    """Only the server's own faults count (engine/errors.py decides): I/O on the database file or WAL, a full
+    disk, DuckDB INTERNAL/FATAL errors, an invalidated database. A client's mistake or a user query's own
+    failure (bad SQL, a missing file, out of memory, an interrupt) never does."""
+    if isinstance(exc, NotImplementedError):
+        return False
+    if isinstance(exc, flight.FlightError):  # already mapped: only INTERNAL is the server's
+        return isinstance(exc, flight.FlightInternalError)
+    return is_server_fault(exc)
 
 
 class CircuitBreaker:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import sys
 import time
@@ -13,6 +14,7 @@ import structlog
 
 from ..config import Config
 from ..engine import Database, SessionPool
+from ..engine import errors
 from ..engine.session import CURRENT_CALL
 from ..observability.metrics import Metrics
 from ..observability.stats import StatementStats
@@ -104,10 +106,18 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
                       OperationsHandlers, PlainFlightHandlers, flight.FlightServerBase):
     """Arrow Flight SQL in front of one DuckDB database; one pooled connection per client session."""
 
+    # pyarrow starts serving inside FlightServerBase.__init__, so calls can arrive before this object is
+    # complete: until `ready` is set (the last step of __init__) every RPC answers UNAVAILABLE "starting".
+    ready = False
+
     def __init__(self, config: Config, database: Database, pool: SessionPool,
                  auth: AuthMiddlewareFactory | None = None, tls: dict | None = None):
         # Keep Python tracebacks out of the error text pyarrow sends to clients.
         sys.tracebacklimit = 0
+        # The server's own files never appear in a client's error message.
+        errors.register_server_paths(_own_paths(config, database))
+        # Everything the RPC guard touches exists before the port opens.
+        self.metrics = Metrics()
         middlewares = {MIDDLEWARE_KEY: CallMiddlewareFactory()}
         if auth is not None:
             middlewares[AUTH_KEY] = auth
@@ -121,7 +131,6 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         self.started = time.time()
         self.sql_info_values = sql_info_values(config.read_only, database.version, database.keywords())
         self.stats = StatementStats()
-        self.metrics = Metrics()
         self.admission = AdmissionController(config.max_concurrent_statements, config.max_queued_statements,
                                              config.queue_timeout)
         self.breaker = CircuitBreaker(config.breaker_failure_threshold, config.breaker_window,
@@ -130,6 +139,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         self.watchdog.start()
         self.metrics.bind(lambda: len(self.pool.sessions()), self.admission.stats, self.breaker.stats)
         self._statement_ids = itertools.count(1)
+        self.ready = True
 
     # -- plumbing -----------------------------------------------------------
 
@@ -268,6 +278,8 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         self.metrics.bytes_streamed.inc(nbytes)
 
     def _guard(self, rpc: str, context, fn, *args):
+        if not self.ready:
+            raise flight.FlightUnavailableError("starting")
         started = time.perf_counter()
         code = "ok"
         try:
@@ -276,7 +288,8 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             mapped = status.to_flight_error(exc)
             code = type(mapped).__name__
             if isinstance(mapped, flight.FlightInternalError):
-                log.error("rpc failed", rpc=rpc, error=str(exc), exc_type=type(exc).__name__)
+                # The full text (DuckDB's stack trace, paths) stays here; the client got the short form.
+                log.error("rpc failed", rpc=rpc, error=status.log_detail(exc), exc_type=type(exc).__name__)
             raise mapped from None
         finally:
             self.metrics.rpcs.labels(rpc, code).inc()
@@ -337,6 +350,8 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
 
     def list_actions(self, context):
         # Without credentials only `health` is usable, but listing every action is harmless.
+        if not self.ready:
+            raise flight.FlightUnavailableError("starting")
         entries = list(ACTIONS.items()) + list(OPERATOR_ACTIONS.items())
         return [flight.ActionType(name, description) for name, (_, description) in entries]
 
@@ -363,6 +378,14 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
 # removed from its log record.
 _SENSITIVE = re.compile(r"\b(SECRET|PASSWORD|TOKEN|KEY_ID|ATTACH)\b", re.IGNORECASE)
 _SENSITIVE_SQL = re.compile(r"'(?:[^']|'')*'")
+
+
+def _own_paths(config: Config, database: Database) -> list[str]:
+    """Absolute paths of the files the server itself owns (not the folders SQL may use)."""
+    paths = [config.temp_directory, config.users_path, config.tls_cert, config.tls_key]
+    if database.path != ":memory:":
+        paths += [database.path, database.path + ".wal"]
+    return [os.path.abspath(path) for path in paths if path]
 
 
 def _command(descriptor: flight.FlightDescriptor):

@@ -9,6 +9,8 @@ import pyarrow.flight as flight
 from google.protobuf.message import Message
 
 from ...engine import Session
+from ...engine.errors import QueryError
+from ...engine.incoming import IncomingBatches
 from ...protocol import commands
 from ...protocol import flight_sql_pb2 as sql
 from ..identity import middleware
@@ -39,6 +41,21 @@ class Call:
             if hooks is not None:
                 hooks.on_complete.append(lambda exc: result.detach())
         return flight.RecordBatchStream(result.to_reader())
+
+
+def incoming(call: Call, reader: flight.MetadataRecordBatchReader,
+             required: bool = True) -> IncomingBatches | None:
+    """The batches of a DoPut stream, each validated before use; ending the stream counts as clean only if the
+    call was not cancelled. Without a schema message: QueryError, or None when `required` is false."""
+    try:
+        schema = reader.schema
+    except Exception as exc:  # noqa: BLE001 - pyarrow refused the stream's first message
+        if not required:
+            return None
+        raise QueryError(f"the DoPut stream carries no valid schema message: {str(exc).splitlines()[0][:300]}") \
+            from None
+    cancelled = call.context.is_cancelled if call.context is not None else None
+    return IncomingBatches(schema, (chunk.data for chunk in reader), cancelled)
 
 
 def info_for(descriptor: flight.FlightDescriptor, schema: pa.Schema, ticket_message: Message,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ...engine.errors import QueryError
 from ...engine.ingest import IfExists, IfMissing, IngestTarget
 from ...protocol import flight_sql_pb2 as sql
-from .base import Call, optional, update_result
+from .base import Call, incoming, optional, update_result
 
 _OPTIONS = sql.CommandStatementIngest.TableDefinitionOptions
 _IF_EXISTS = {
@@ -33,6 +33,6 @@ class IngestHandlers:
             if_missing=_IF_MISSING[options.if_not_exist],
         )
         transaction = optional(command, "transaction_id")
-        count = call.session.ingest(reader.to_reader(), target, transaction)
+        count = call.session.ingest(incoming(call, reader), target, transaction)
         writer.write(update_result(count))
         return count

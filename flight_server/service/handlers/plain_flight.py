@@ -9,7 +9,7 @@ from ...engine import catalog
 from ...engine.errors import QueryError
 from ...engine.ingest import IfExists, IfMissing, IngestTarget
 from ...protocol import flight_sql_pb2 as sql
-from .base import Call, info_for, update_result
+from .base import Call, incoming, info_for, update_result
 
 # DoPut with a path descriptor: the mode comes from this call header (default create_append).
 INGEST_MODE_HEADER = "x-flight-ingest-mode"
@@ -47,7 +47,7 @@ class PlainFlightHandlers:
         target = IngestTarget(table=parts[-1], schema=parts[-2] if len(parts) > 1 else None,
                               catalog=parts[0] if len(parts) == 3 else None,
                               if_exists=if_exists, if_missing=if_missing)
-        count = call.session.ingest(reader.to_reader(), target)
+        count = call.session.ingest(incoming(call, reader), target)
         writer.write(update_result(count))
         return count
 

@@ -8,16 +8,16 @@ import pyarrow.flight as flight
 from ...protocol import commands
 from ...protocol import flight_sql_pb2 as sql
 from ...protocol import schemas
-from .base import Call, info_for, optional, statement_ticket, update_result
+from .base import Call, incoming, info_for, optional, statement_ticket, update_result
 
 
-def _read_parameters(reader: flight.MetadataRecordBatchReader) -> tuple[list[pa.RecordBatch], pa.Schema | None]:
-    try:
-        schema = reader.schema
-    except Exception:
+def _read_parameters(call: Call, reader: flight.MetadataRecordBatchReader) \
+        -> tuple[list[pa.RecordBatch], pa.Schema | None]:
+    """Parameter rows sent with DoPut, every batch validated; ([], None) when the client sent none."""
+    batches = incoming(call, reader, required=False)
+    if batches is None:
         return [], None
-    batches = [chunk.data for chunk in reader if chunk.data is not None]
-    return batches, schema
+    return batches.read_all(), batches.schema
 
 
 class PreparedHandlers:
@@ -39,7 +39,7 @@ class PreparedHandlers:
 
     def do_put_prepared_query(self, call: Call, command: sql.CommandPreparedStatementQuery, reader, writer):
         """Binds parameter rows; they are used by the next execution of this handle."""
-        batches, schema = _read_parameters(reader)
+        batches, schema = _read_parameters(call, reader)
         if schema is not None:
             call.session.bind(command.prepared_statement_handle, batches, schema)
         result = sql.DoPutPreparedStatementResult(prepared_statement_handle=command.prepared_statement_handle)
@@ -61,7 +61,7 @@ class PreparedHandlers:
 
     def do_put_prepared_update(self, call: Call, command: sql.CommandPreparedStatementUpdate, reader, writer):
         """Runs the statement once per parameter row sent (or per bound row); replies with the summed count."""
-        batches, schema = _read_parameters(reader)
+        batches, schema = _read_parameters(call, reader)
         sent = schema is not None and (batches or len(schema) > 0)
         count = call.session.execute_prepared_update(
             command.prepared_statement_handle, batches if sent else None, schema if sent else None)
