@@ -26,7 +26,7 @@ def build_server(config: Config) -> FlightSqlServer:
     tls = build_tls(config)
     allowed = None
     if config.sandbox:
-        allowed = tuple(config.allowed_directory_list) + (config.backup_directory,)
+        allowed = tuple(config.allowed_directory_list)  # never the backup folder: the server writes backups itself
     settings = EngineSettings(
         database_path=config.database_path,
         memory_limit=effective_limit(config.memory_limit, config.max_memory_percentage),

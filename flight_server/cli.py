@@ -18,9 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["hash-password"]:
         return hash_password_command()
+    if argv[:1] == ["restore"]:
+        return restore_command(argv[1:])
     parser = argparse.ArgumentParser(
         prog="duckdb-flight-server", description="Arrow Flight SQL server for DuckDB.",
-        epilog="Subcommand: `duckdb-flight-server hash-password` prints a password hash for the users file.")
+        epilog="Subcommands: `duckdb-flight-server hash-password` prints a password hash for the users file; "
+               "`duckdb-flight-server restore BACKUP_FOLDER` restores a backup (see `restore --help`).")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_arguments(parser)
     args = parser.parse_args(argv)
@@ -47,6 +50,53 @@ def hash_password_command() -> int:
         print("duckdb-flight-server: empty password", file=sys.stderr)
         return 2
     print(hash_password(password))
+    return 0
+
+
+def restore_command(argv: list[str]) -> int:
+    """`duckdb-flight-server restore FOLDER`: checks a backup folder and loads it into the database file."""
+    from .engine import backup
+
+    parser = argparse.ArgumentParser(
+        prog="duckdb-flight-server restore",
+        description="Restore a backup written by the backup action into the database file, with the server "
+                    "stopped. The backup is checked first (signature, and every file's size and SHA-256); a "
+                    "backup that changed since it was written is refused. The database is built in a new file "
+                    "and moved into place when complete.")
+    parser.add_argument("folder", help="The backup folder (backup-<time> under the backup directory).")
+    parser.add_argument("--database", dest="database", default=None, metavar="PATH",
+                        help="Database file to restore into [env DUCKDB_DATABASE_PATH; default flight.duckdb "
+                             "in the data folder].")
+    parser.add_argument("--data-dir", dest="data_dir", default=None, metavar="DIR",
+                        help="The server's data folder [env FLIGHT_DATA_DIR; default 'data'].")
+    parser.add_argument("--config", metavar="FILE", help="The server's TOML settings (env: FLIGHT_CONFIG).")
+    parser.add_argument("--backup-key", metavar="FILE",
+                        help="Key that signed the backup (default: backup.key in the data folder).")
+    parser.add_argument("--force", action="store_true",
+                        help="Restore even if the database file holds data; that file is kept as "
+                             "<file>.pre-restore-<time>.")
+    args = parser.parse_args(argv)
+    try:
+        config = load(args, os.environ)
+    except ConfigError as exc:
+        print(f"duckdb-flight-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if config.database_path == ":memory:":
+        print("duckdb-flight-server: restore needs a database file (--database PATH)", file=sys.stderr)
+        return 2
+    try:
+        key = backup.load_key(args.backup_key or backup.key_path(config.data_dir))
+        result = backup.restore(args.folder, config.database_path, key, force=args.force)
+    except backup.BackupError as exc:
+        print(f"duckdb-flight-server: restore refused: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # DuckDB or pyarrow failed while loading; nothing was replaced
+        print(f"duckdb-flight-server: restore failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored {result['tables']} tables ({result['rows']} rows) from {args.folder} into "
+          f"{result['database']} in {result['seconds']} s")
+    if result["previous_database"]:
+        print(f"the previous database file is kept as {result['previous_database']}")
     return 0
 
 

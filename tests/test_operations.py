@@ -265,31 +265,6 @@ def test_client_vanishing_mid_stream_leaves_server_serving(start_server):
     assert server.alive()
 
 
-def test_backup_and_restore_round_trip(start_server, tmp_path):
-    import duckdb
-
-    server = start_server(database=str(tmp_path / "live.duckdb"), backup_dir=str(tmp_path / "backups"))
-    with server.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount DECIMAL(10, 2), note VARCHAR)")
-        cur.execute("INSERT INTO orders SELECT i, i * 1.5, 'n' || i FROM range(5000) t(i)")
-        cur.execute("CREATE VIEW big_orders AS SELECT * FROM orders WHERE amount > 100")
-    answer = action_json(server, "backup")
-    assert answer["size_bytes"] > 0 and os.path.isdir(answer["path"])
-    assert answer["path"].startswith(str(tmp_path / "backups"))
-    server.stop()
-    os.remove(tmp_path / "live.duckdb")  # wipe
-    restored = duckdb.connect(str(tmp_path / "live.duckdb"))
-    restored.execute(answer["restore"])
-    restored.close()
-    again = start_server(database=str(tmp_path / "live.duckdb"))
-    with again.connect() as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*), sum(amount), count(DISTINCT note) FROM orders")
-        count, total, notes = cur.fetchall()[0]
-        assert (count, notes) == (5000, 5000) and float(total) == sum(i * 1.5 for i in range(5000))
-        cur.execute("SELECT count(*) FROM big_orders")
-        assert cur.fetchall()[0][0] == sum(1 for i in range(5000) if i * 1.5 > 100)
-
-
 def test_cancel_flight_info_action_drops_the_result(start_server):
     """CancelFlightInfo, sent the way Flight clients send it, cancels a query by its FlightInfo."""
     from flight_server.protocol import commands, flight_core_pb2, flight_sql_pb2

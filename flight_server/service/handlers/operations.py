@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 
 import psutil
 
 from ...engine import backup
+from ...engine.errors import EngineError
 from ...resilience.breaker import OPEN
 
 
@@ -40,7 +42,6 @@ class OperationsHandlers:
             "status": status,
             "service_initialized": True,
             "database_exists": exists,
-            "database_path": path,
             "database_size_mb": round(size_mb, 3),
             "query_test": {"success": query_ok, "execution_time": round(elapsed, 6)},
             "connection_pool": pool,
@@ -86,11 +87,21 @@ class OperationsHandlers:
         return [json.dumps(self.statistics_report()).encode()]
 
     def action_backup(self, context, body: bytes):
+        key_file = backup.key_path(self.config.data_dir)
+        try:
+            key = backup.load_key(key_file, create=True)
+        except (OSError, backup.BackupError) as exc:
+            raise EngineError(f"cannot use the backup key: {exc}") from None
         conn = self.database.connect()
         try:
-            result = backup.backup(conn, self.config.backup_directory)
+            result = backup.backup(conn, self.config.backup_directory, key)
         finally:
             conn.close()
+        database = self.database.path
+        command = ["duckdb-flight-server", "restore", result["path"], "--backup-key", key_file]
+        if database != ":memory:":
+            command += ["--database", os.path.abspath(database)]
+        result["restore"] = shlex.join(command) + "   # with the server stopped"
         return [json.dumps(result).encode()]
 
     def action_circuit_breaker_reset(self, context, body: bytes):
