@@ -101,7 +101,7 @@ class OperationsHandlers:
         command = ["duckdb-flight-server", "restore", result["path"], "--backup-key", key_file]
         if database != ":memory:":
             command += ["--database", os.path.abspath(database)]
-        result["restore"] = shlex.join(command) + "   # with the server stopped"
+        result["restore"] = shlex.join(command)  # to run with the server stopped
         return [json.dumps(result).encode()]
 
     def action_circuit_breaker_reset(self, context, body: bytes):
