@@ -9,7 +9,7 @@ import structlog
 from .auth.external_jwt import ExternalJwtVerifier
 from .auth.middleware import AuthMiddlewareFactory
 from .auth.throttle import LoginThrottle
-from .auth.tokens import TokenSigner
+from .auth.tokens import RevokedSessions, TokenSigner
 from .auth.users import UserStore, bootstrap_admin
 from .config import Config, ConfigError
 from .engine import Database, SessionPool
@@ -76,7 +76,11 @@ def build_auth(config: Config) -> AuthMiddlewareFactory | None:
         raise ConfigError(f"FLIGHT_USERS_FILE: {exc}") from None
     if not len(users):
         raise ConfigError(f"FLIGHT_USERS_FILE: no users in {users_file}")
-    signer = TokenSigner(config.token_secret.encode() if config.token_secret else None, config.token_ttl)
+    # Tokens are checked against the users (a removed user, a changed role or password ends them) and against
+    # the sessions closed by CloseSession, kept in the data folder across restarts.
+    revoked = RevokedSessions(os.path.join(config.data_dir, "revoked-tokens.json"))
+    signer = TokenSigner(config.token_secret.encode() if config.token_secret else None, config.token_ttl, users,
+                         revoked)
     return AuthMiddlewareFactory(users, signer, LoginThrottle(), build_external_jwt(config))
 
 

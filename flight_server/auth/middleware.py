@@ -24,6 +24,7 @@ class Principal:
     user: str
     role: str
     session: str | None  # the token's session id; None for per-call Basic credentials
+    expires: float | None = None  # when the bearer token expires
 
 
 class AuthMiddleware(flight.ServerMiddleware):
@@ -61,13 +62,13 @@ class AuthMiddlewareFactory(flight.ServerMiddlewareFactory):
                     self.signer.check_revoked(claims.session)
                 except TokenError as external_exc:
                     raise flight.FlightUnauthenticatedError(str(external_exc)) from None
-            return AuthMiddleware(Principal(claims.user, claims.role, claims.session))
+            return AuthMiddleware(Principal(claims.user, claims.role, claims.session, claims.expires))
         if scheme == "basic":
             user = self._basic(value.strip())
             if info.method == flight.FlightMethod.HANDSHAKE:
                 token = self.signer.issue(user.name, user.role)
                 claims = self.signer.verify(token)
-                return AuthMiddleware(Principal(user.name, user.role, claims.session), token)
+                return AuthMiddleware(Principal(user.name, user.role, claims.session, claims.expires), token)
             return AuthMiddleware(Principal(user.name, user.role, None))
         if info.method in _OPEN_METHODS:
             return AuthMiddleware(None)
@@ -80,12 +81,12 @@ class AuthMiddlewareFactory(flight.ServerMiddlewareFactory):
             name, _, password = base64.b64decode(padded).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise flight.FlightUnauthenticatedError("malformed Basic credentials") from None
-        delay = self.throttle.delay_for(name)
-        if delay:
-            time.sleep(delay)
         user = self.users.check(name, password)
         if user is None:
-            self.throttle.failed(name)
+            # Only the failed answer waits: a correct password is never delayed by others' failures.
+            delay = self.throttle.failed(name)
+            if delay:
+                time.sleep(delay)
             raise flight.FlightUnauthenticatedError("invalid username or password")
         self.throttle.succeeded(name)
         return user

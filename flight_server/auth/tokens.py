@@ -1,4 +1,9 @@
-"""Signed, expiring bearer tokens carrying user, role and session; revoked when their session closes."""
+"""Signed, expiring bearer tokens carrying user, role, session and a fingerprint of the user's entry.
+
+A token is refused once it expired, its session was closed (revocations are kept in a file in the data folder,
+so they survive a restart), its user is gone from the user store, the user's role is not the token's role any
+more, or the user's password hash changed (which also covers a user removed and added again under the same
+name)."""
 
 from __future__ import annotations
 
@@ -6,10 +11,16 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+
+import structlog
+
+log = structlog.get_logger("flight_server")
 
 
 class TokenError(Exception):
@@ -25,15 +36,15 @@ class Claims:
 
 
 class TokenSigner:
-    def __init__(self, secret: bytes | None, ttl: float):
+    def __init__(self, secret: bytes | None, ttl: float, users=None, revocations: RevokedSessions | None = None):
         self._secret = secret or secrets.token_bytes(32)
         self.ttl = ttl
-        self._revoked: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._users = users  # a UserStore; without one, tokens are not checked against the users
+        self._revoked = revocations if revocations is not None else RevokedSessions(None)
 
     def issue(self, user: str, role: str, session: str | None = None) -> str:
         claims = {"sub": user, "role": role, "sid": session or secrets.token_urlsafe(12),
-                  "exp": int(time.time() + self.ttl), "iat": int(time.time())}
+                  "exp": int(time.time() + self.ttl), "iat": int(time.time()), "ver": self._version(user)}
         payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return payload + "." + _b64(self._sign(payload))
 
@@ -45,6 +56,7 @@ class TokenSigner:
                 raise TokenError("token signature is invalid")
             data = json.loads(_unb64(payload))
             claims = Claims(data["sub"], data["role"], data["sid"], float(data["exp"]))
+            version = str(data.get("ver", ""))
         except TokenError:
             raise
         except Exception:
@@ -52,23 +64,126 @@ class TokenSigner:
         if claims.expires < time.time():
             raise TokenError("token has expired; authenticate again")
         self.check_revoked(claims.session)
+        if self._users is not None:
+            user = self._users.get(claims.user)
+            if user is None:
+                raise TokenError("token's user no longer exists")
+            if user.role != claims.role:
+                raise TokenError("token's role is no longer the user's role; authenticate again")
+            if not hmac.compare_digest(version, self._version(claims.user)):
+                raise TokenError("token's user was changed (new password or re-created); authenticate again")
         return claims
 
     def check_revoked(self, session: str) -> None:
-        with self._lock:
-            if session in self._revoked:
-                raise TokenError("token's session was closed; authenticate again")
+        if session in self._revoked:
+            raise TokenError("token's session was closed; authenticate again")
 
-    def revoke(self, session: str) -> None:
-        with self._lock:
-            now = time.time()
-            self._revoked[session] = now + self.ttl
-            for sid, until in list(self._revoked.items()):
-                if until < now:
-                    del self._revoked[sid]
+    def revoke(self, session: str, expires: float | None = None) -> None:
+        """Refuses tokens naming ``session`` until all of them have expired: those this signer issued expire
+        within the TTL, an external token at ``expires``."""
+        self._revoked.add(session, max(time.time() + self.ttl, expires or 0.0))
+
+    def _version(self, user: str) -> str:
+        """Binds a token to the user's current entry: keyed by the signing key, so it reveals nothing."""
+        entry = self._users.get(user) if self._users is not None else None
+        if entry is None:
+            return ""
+        material = f"{entry.name}\0{entry.password_hash}".encode()
+        return _b64(hmac.new(self._secret, b"user-version\0" + material, hashlib.sha256).digest()[:12])
 
     def _sign(self, payload: str) -> bytes:
         return hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()
+
+
+class RevokedSessions:
+    """Closed sessions, each kept until the last token naming it expires. With a path they are kept in a
+    JSON-lines file too (mode 0600, one ``[session, until]`` line appended per revocation, loaded at start);
+    once it has grown to twice the entries live at the last clean-up, the file is rewritten with the live ones
+    (temp file + os.replace), so it stays bounded by the revocations of about one token lifetime."""
+
+    def __init__(self, path: str | None):
+        self._path = path
+        self._until: dict[str, float] = {}
+        self._lines = 0  # revocations recorded since the last clean-up (the file's lines)
+        self._clean_at = 64
+        self._lock = threading.Lock()
+        if path:
+            self._load(path)
+
+    def __contains__(self, session: str) -> bool:
+        with self._lock:
+            until = self._until.get(session)
+        return until is not None and until >= time.time()
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def add(self, session: str, until: float) -> None:
+        with self._lock:
+            self._until[session] = max(until, self._until.get(session, 0.0))
+            self._lines += 1
+            clean = self._lines >= self._clean_at
+            if clean:  # drop expired entries; amortized over the revocations since the last clean-up
+                now = time.time()
+                self._until = {sid: end for sid, end in self._until.items() if end >= now}
+                self._lines = len(self._until)
+                self._clean_at = 2 * self._lines + 64
+            if not self._path:
+                return
+            try:
+                if clean:
+                    self._rewrite(self._path)
+                else:
+                    self._append(self._path, session, self._until[session])
+            except OSError as exc:
+                log.error("could not save a revoked session; its tokens work again after a restart",
+                          file=self._path, error=exc.strerror)
+
+    def _load(self, path: str) -> None:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            try:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            except OSError:
+                pass  # reported when a revocation cannot be saved
+            return
+        now = time.time()
+        lines = text.splitlines()
+        damaged = bool(text) and not text.endswith("\n")
+        for line in lines:
+            try:
+                session, until = json.loads(line)
+                until = float(until)
+            except (ValueError, TypeError):
+                damaged = True  # e.g. a line cut short by a crash while appending
+                continue
+            if until >= now and isinstance(session, str):
+                self._until[session] = max(until, self._until.get(session, 0.0))
+        self._lines = len(lines)
+        # A damaged file is rewritten at the next revocation rather than appended to.
+        self._clean_at = 0 if damaged else 2 * len(self._until) + 64
+
+    def _append(self, path: str, session: str, until: float) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps([session, until]) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _rewrite(self, path: str) -> None:
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, temporary = tempfile.mkstemp(prefix=".revoked-", dir=folder)  # created with mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.writelines(json.dumps([sid, until]) + "\n" for sid, until in self._until.items())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
 
 
 def _b64(data: bytes) -> str:

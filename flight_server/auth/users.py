@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from .passwords import hash_password, verify_password
 from .roles import ROLES
+
+# Longer user names are refused at once (no password check); a users file may not name such a user.
+MAX_NAME_LENGTH = 256
+# Password checks run on a few dedicated threads. scrypt is CPU-bound, so more threads than cores gain nothing;
+# and each check allocates 16 MiB, which glibc keeps in a per-thread arena once freed: checks spread over gRPC's
+# many threads grew the server by hundreds of MB under a burst of failed logins.
+_CHECKERS = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="password-check")
 
 
 @dataclass(frozen=True)
@@ -26,11 +35,16 @@ class UserStore:
     def __len__(self) -> int:
         return len(self._users)
 
+    def get(self, name: str) -> User | None:
+        return self._users.get(name)
+
     def check(self, name: str, password: str) -> User | None:
         """The user if the password matches (same work whether or not the user exists)."""
+        if len(name) > MAX_NAME_LENGTH:
+            return None
         user = self._users.get(name)
         stored = user.password_hash if user else _DUMMY_HASH
-        ok = verify_password(password, stored)
+        ok = _CHECKERS.submit(verify_password, password, stored).result()
         return user if ok and user is not None else None
 
     @classmethod
@@ -44,7 +58,10 @@ class UserStore:
                 raise ValueError("FLIGHT_USER is set but FLIGHT_PASSWORD is not")
             if env_role not in ROLES:
                 raise ValueError(f"FLIGHT_USER_ROLE: {env_role!r} is not one of {', '.join(ROLES)}")
-            stored = env_password if env_password.startswith("scrypt$") else hash_password(env_password)
+            # A plain password gets a salt fixed by the name, so the hash (which tokens are bound to) is the same
+            # at every start and tokens survive a restart.
+            salt = hashlib.sha256(b"flight-env-user\0" + env_user.encode()).digest()[:16]
+            stored = env_password if env_password.startswith("scrypt$") else hash_password(env_password, salt)
             users[env_user] = User(env_user, stored, env_role)
         return cls(users)
 
@@ -55,6 +72,8 @@ def read_users_file(path: str) -> dict[str, User]:
         data = tomllib.load(handle)
     users = {}
     for name, entry in data.get("users", {}).items():
+        if not name or len(name) > MAX_NAME_LENGTH:
+            raise ValueError(f"users file {path}: user names must have 1 to {MAX_NAME_LENGTH} characters")
         role = entry.get("role", "read")
         if role not in ROLES:
             raise ValueError(f"users file {path}: user {name!r} has unknown role {role!r}")
