@@ -21,7 +21,7 @@ import adbc_driver_manager
 import pyarrow.flight as flight
 import pytest
 
-from support import REPO_ROOT
+from support import REPO_ROOT, rows
 
 Status = adbc_driver_manager.AdbcStatusCode
 ADMIN = {"auth": "password", "user": "admin", "password": "backup-test-pw", "user_role": "admin"}
@@ -69,20 +69,17 @@ def action(server, name: str, authenticated: bool = True) -> dict:
     return json.loads(results[0].body.to_pybytes())
 
 
-def run(conn, sql: str):
-    cur = conn.cursor()
-    try:
-        cur.execute(sql)
-        return cur.fetchall() if cur.description else None
-    finally:
-        cur.close()
+def execute(conn, *statements: str) -> None:
+    with conn.cursor() as cur:
+        for sql in statements:
+            cur.execute(sql)
 
 
 def table_hashes(conn) -> dict[str, tuple[int, str]]:
     """Row count and an order-independent hash of every row's text form, per user table."""
-    names = [row[0] for row in run(conn, "SELECT table_name FROM duckdb_tables() WHERE NOT internal "
+    names = [row[0] for row in rows(conn, "SELECT table_name FROM duckdb_tables() WHERE NOT internal "
                                          "ORDER BY table_name")]
-    return {name: tuple(run(conn, f"SELECT count(*), md5(string_agg(t::VARCHAR, '\n' ORDER BY t::VARCHAR)) "
+    return {name: tuple(rows(conn, f"SELECT count(*), md5(string_agg(t::VARCHAR, '\n' ORDER BY t::VARCHAR)) "
                                   f"FROM \"{name}\" t")[0]) for name in names}
 
 
@@ -111,11 +108,8 @@ def backed_up(start_server, tmp_path):
     server = start_server(database=str(tmp_path / "live.duckdb"), backup_dir=str(tmp_path / "backups"),
                           allowed_directories=str(files), data_dir=str(tmp_path / "data"), **ADMIN)
     with admin_connect(server) as conn:
-        for sql in TABLES.values():
-            run(conn, sql)
-        run(conn, "CREATE SEQUENCE ids START 100")
-        run(conn, "SELECT nextval('ids')")
-        run(conn, "CREATE VIEW big_amounts AS SELECT i, amount FROM numbers WHERE amount > 100")
+        execute(conn, *TABLES.values(), "CREATE SEQUENCE ids START 100", "SELECT nextval('ids')",
+                "CREATE VIEW big_amounts AS SELECT i, amount FROM numbers WHERE amount > 100")
         hashes = table_hashes(conn)
     answer = action(server, "backup")
     return server, answer, hashes
@@ -145,9 +139,9 @@ def test_backup_then_restore_gives_identical_tables(backed_up, tmp_path, start_s
     again = start_server(database=restored, allowed_directories=str(tmp_path / "files"), **ADMIN)
     with admin_connect(again) as conn:
         assert table_hashes(conn) == before
-        assert run(conn, "SELECT count(*) FROM big_amounts") == [(sum(1 for i in range(5000) if i * 1.25 > 100),)]
-        assert run(conn, "SELECT nextval('ids')") == [(101,)]
-        types = dict(run(conn, "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'times'"))
+        assert rows(conn, "SELECT count(*) FROM big_amounts") == [(sum(1 for i in range(5000) if i * 1.25 > 100),)]
+        assert rows(conn, "SELECT nextval('ids')") == [(101,)]
+        types = dict(rows(conn, "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'times'"))
         assert types["secs"] == "TIMESTAMP_S" and types["ivl"] == "INTERVAL" and types["tz"] == "TIME WITH TIME ZONE"
 
 
@@ -215,7 +209,7 @@ def test_sql_cannot_reach_the_backup_folder_or_key(backed_up, tmp_path):
     files = tmp_path / "files"
     with admin_connect(server) as conn:
         # The sandbox still lets SQL use its own folder, so the refusals below are about the backup folder.
-        run(conn, f"COPY (SELECT 1 AS x) TO '{files}/ok.csv'")
+        execute(conn, f"COPY (SELECT 1 AS x) TO '{files}/ok.csv'")
         assert (files / "ok.csv").is_file()
         for sql in (f"COPY (SELECT 1 AS x) TO '{backups}/x.csv'",
                     f"COPY (SELECT 1 AS x) TO '{answer['path']}/tables/0001-main.numbers.parquet'",
@@ -223,7 +217,7 @@ def test_sql_cannot_reach_the_backup_folder_or_key(backed_up, tmp_path):
                     f"SELECT * FROM read_parquet('{answer['path']}/tables/*.parquet')",
                     f"SELECT * FROM read_text('{tmp_path}/data/backup.key')"):
             with pytest.raises(adbc_driver_manager.Error) as info:
-                run(conn, sql)
+                rows(conn, sql)
             assert info.value.status_code == Status.UNAUTHORIZED, f"{sql}: {info.value}"
     assert not (backups / "x.csv").exists()
     assert sorted(p.name for p in backups.iterdir()) == [Path(answer["path"]).name]
