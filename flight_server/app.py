@@ -8,6 +8,7 @@ import structlog
 
 from .auth.external_jwt import ExternalJwtVerifier
 from .auth.middleware import AuthMiddlewareFactory
+from .auth.roles import Policy
 from .auth.throttle import LoginThrottle
 from .auth.tokens import RevokedSessions, TokenSigner
 from .auth.users import UserStore, bootstrap_admin
@@ -45,9 +46,24 @@ def build_server(config: Config) -> FlightSqlServer:
     except ExtensionError as exc:
         raise ConfigError(f"DUCKDB_EXTENSIONS: {exc}") from None
     pool = SessionPool(database.connect, max_sessions=config.pool_size,
-                       idle_timeout=config.session_idle_timeout, max_prepared=config.max_prepared_statements)
+                       idle_timeout=config.session_idle_timeout, max_prepared=config.max_prepared_statements,
+                       parse=database.parse)
     pool.start()
-    return FlightSqlServer(config, database, pool, auth=auth, tls=tls)
+    return FlightSqlServer(config, database, pool, auth=auth, tls=tls, policy=build_policy(config, database))
+
+
+def build_policy(config: Config, database: Database) -> Policy:
+    """What no SQL may name (the server's own files, any role) and what the role decisions need to know."""
+    protected = []
+    if config.database_path != ":memory:":
+        db = os.path.realpath(config.database_path)
+        protected += [db] + [db + suffix for suffix in (".wal", ".wal.recovery", ".wal.checkpoint", ".tmp")]
+    data = os.path.realpath(config.data_dir)
+    protected += [os.path.realpath(config.temp_directory), os.path.realpath(config.users_path),
+                  os.path.realpath(config.backup_directory), os.path.join(data, "initial-admin-password"),
+                  os.path.join(data, "revoked-tokens.json"), os.path.join(data, "backup.key")]
+    return Policy(protected_paths=tuple(dict.fromkeys(protected)), table_functions=database.table_functions,
+                  parse=database.parse)
 
 
 def build_auth(config: Config) -> AuthMiddlewareFactory | None:

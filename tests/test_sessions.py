@@ -84,19 +84,23 @@ def test_temp_table_gone_after_close(connect, unique_name):
         b.close()
 
 
-def test_set_threads_persists_within_connection(connect):
+def test_session_setting_persists_within_connection(connect):
+    c = connect()
+    cur = c.cursor()
+    cur.execute("SET integer_division = true")
+    cur.close()
+    assert scalar(c, "SELECT current_setting('integer_division')") is True
+
+
+def test_global_setting_is_locked(connect):
+    """DuckDB's configuration is locked at start: `threads` is database-wide, so no session may change it."""
     c = connect()
     original = scalar(c, "SELECT current_setting('threads')")
-    try:
-        cur = c.cursor()
+    cur = c.cursor()
+    with pytest.raises(Exception, match="locked"):
         cur.execute("SET threads = 1")
-        cur.close()
-        assert scalar(c, "SELECT current_setting('threads')") == 1
-        assert scalar(c, "SELECT current_setting('threads')") == 1
-    finally:
-        cur = c.cursor()
-        cur.execute(f"SET threads = {original}")  # `threads` is database-global in DuckDB
-        cur.close()
+    cur.close()
+    assert scalar(connect(), "SELECT current_setting('threads')") == original
 
 
 def test_session_setting_isolated_between_connections(connect):

@@ -1,4 +1,4 @@
-"""Applies a role to a session's work: statements by DuckDB statement type, ingest needs write."""
+"""Applies a role to a session's work: statements by the role they need (auth/roles.py), ingest needs write."""
 
 from __future__ import annotations
 
@@ -11,11 +11,17 @@ from . import roles
 
 
 class RoleAuthorizer:
-    def __init__(self, role: str):
+    def __init__(self, role: str, policy: roles.Policy = roles.Policy()):
         self.role = role
+        self.policy = policy
+
+    @property
+    def read_only(self) -> bool:
+        """Read sessions run every statement in a DuckDB read-only transaction (the engine's second layer)."""
+        return self.role == roles.READ
 
     def statements(self, statements: Sequence[duckdb.Statement]) -> None:
-        problem = roles.check(self.role, statements)
+        problem = roles.check(self.role, statements, self.policy)
         if problem:
             raise PermissionDeniedError(problem)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,15 @@ class EngineSettings:
     s3: dict[str, str] | None = None
 
 
+# Per-connection settings (checked with two connections in tests/test_roles.py) that sessions may change
+# while the configuration is locked. DuckDB's names; search_path and schema are always allowed by DuckDB.
+SESSION_SETTINGS = (
+    "TimeZone", "Calendar", "explain_output", "integer_division", "ieee_floating_point_ops",
+    "order_by_non_integer_literal", "scalar_subquery_error_on_multiple_rows", "lambda_syntax",
+    "binary_as_string", "max_expression_depth", "pivot_limit",
+)
+
+
 class Database:
     """The embedded DuckDB instance; every session's connection is a cursor on it."""
 
@@ -45,8 +56,11 @@ class Database:
             config["temp_directory"] = settings.temp_directory
         if settings.max_temp_directory_size:
             config["max_temp_directory_size"] = settings.max_temp_directory_size
+        # Never fetch extensions from the network (any role, any statement), and never let SQL read Python
+        # objects of the server process through DuckDB's Python replacement scans.
+        config["autoinstall_known_extensions"] = False
+        config["python_enable_replacements"] = False
         if settings.allowed_directories is not None:
-            config["autoinstall_known_extensions"] = False
             config["autoload_known_extensions"] = False
         path = settings.database_path
         if path != ":memory:":
@@ -63,6 +77,13 @@ class Database:
         if settings.allowed_directories is not None:
             remote = ("s3://",) if settings.s3 is not None else ()
             self._seal(settings.allowed_directories, remote)
+        # Statements are parsed on a connection of this (sandboxed) database, never on DuckDB's default
+        # connection: parsing can already read files (IMPORT DATABASE) or look for extensions (PRAGMA).
+        self._parser = self._root.cursor()
+        self._parser_lock = threading.Lock()
+        self.table_functions = frozenset(row[0].lower() for row in self._root.execute(
+            "SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type IN ('table', 'pragma')"
+        ).fetchall())
 
     def _seal(self, folders: tuple[str, ...], remote: tuple[str, ...] = ()) -> None:
         """DuckDB's own sandbox: after this, file access outside `folders`, URLs and extension installs
@@ -74,10 +95,25 @@ class Database:
         listing = ", ".join("'" + p.replace("'", "''") + "'" for p in paths + list(remote))
         self._root.execute(f"SET allowed_directories = [{listing}]")
         self._root.execute("SET enable_external_access = false")
+        if remote:
+            # URL query parameters (s3://b/k?s3_endpoint=...) would override the server's S3 settings and send
+            # its signed requests anywhere: DuckDB ignores them in compatibility mode (globs go with them).
+            self._root.execute("SET s3_url_compatibility_mode = true")
+        # Lock DuckDB's configuration: from here on only the per-session settings below can change, so no
+        # session can alter another's results (default_order, default_collation are global in DuckDB) or
+        # loosen the sandbox, whatever SQL reaches the engine.
+        allowed = ", ".join(f"'{name}'" for name in SESSION_SETTINGS)
+        self._root.execute(f"SET allowed_configs = [{allowed}]")
+        self._root.execute("SET lock_configuration = true")
 
     @property
     def version(self) -> str:
         return duckdb.__version__
+
+    def parse(self, sql: str) -> Sequence[duckdb.Statement]:
+        """DuckDB's parse of `sql` (raises DuckDB's own errors)."""
+        with self._parser_lock:
+            return self._parser.extract_statements(sql)
 
     def keywords(self) -> list[str]:
         """DuckDB's SQL keywords, upper-case, for clients that ask (JDBC's getSQLKeywords)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import duckdb
 
@@ -18,8 +18,10 @@ class SessionPool:
     """At most `max_sessions` live sessions, each owning one DuckDB connection; idle ones expire."""
 
     def __init__(self, connect: Callable[[], duckdb.DuckDBPyConnection], max_sessions: int,
-                 idle_timeout: float, max_prepared: int = 256):
+                 idle_timeout: float, max_prepared: int = 256,
+                 parse: Callable[[str], Sequence[duckdb.Statement]] | None = None):
         self._connect = connect
+        self._parse = parse
         self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
         self.max_prepared = max_prepared
@@ -52,7 +54,7 @@ class SessionPool:
             except Exception as exc:
                 raise InternalError(f"could not open a DuckDB connection: {exc}") from None
             session = Session(session_id=f"s{next(self._ids)}", conn=conn, max_prepared=self.max_prepared,
-                              authorizer=authorizer)
+                              authorizer=authorizer, parser=self._parse)
             self._sessions[key] = session
             return session
 

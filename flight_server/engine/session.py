@@ -9,7 +9,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -62,6 +62,16 @@ class Session:
     authorizer: object | None = None
     # Marker of the call whose work DuckDB is doing right now (see interrupt_if_running).
     running: object | None = None
+    # Splits SQL into statements on a sandboxed connection (the Database's parser); None: this session's own.
+    parser: Callable[[str], Sequence[duckdb.Statement]] | None = None
+    # Open read-only transaction the session runs a read-only role's statements in (see _statement_begins).
+    _read_transaction: bool = False
+
+    @property
+    def read_only(self) -> bool:
+        """Whether DuckDB must refuse every write of this session (a read role): each statement then runs in
+        a read-only transaction, so EXPLAIN ANALYZE of a DELETE, nextval() and the like fail inside DuckDB."""
+        return bool(getattr(self.authorizer, "read_only", False))
 
     # -- the connection ---------------------------------------------------
 
@@ -75,6 +85,8 @@ class Session:
             for stream in self.streams:
                 stream.materialize()
             self.streams = [s for s in self.streams if not s.finished]
+            if self._read_transaction:
+                self._end_read_transaction()
             self.touch()
             self.running = CURRENT_CALL.get()
             try:
@@ -132,27 +144,52 @@ class Session:
     # -- statements -------------------------------------------------------
 
     def _parse(self, sql: str) -> statements.Parsed:
-        parsed = statements.parse(sql)
+        parsed = statements.parse(sql, self.parser or self._own_parse)
         if self.authorizer is not None:
             self.authorizer.statements(parsed.statements)
         return parsed
+
+    def _own_parse(self, sql: str) -> Sequence[duckdb.Statement]:
+        with self.lock:
+            return self.conn.extract_statements(sql)
+
+    def _statement_begins(self) -> None:
+        """Called with the connection held, right before a client's statements run: a read-only session
+        outside an explicit transaction gets a fresh read-only transaction (a new snapshot each time),
+        ended when the session next uses its connection."""
+        if not self.read_only or self.transaction_id is not None:
+            return
+        try:
+            self.conn.execute("BEGIN TRANSACTION READ ONLY")
+        except Exception as exc:
+            raise classify(exc) from None
+        self._read_transaction = True
+
+    def _end_read_transaction(self) -> None:
+        self._read_transaction = False
+        try:
+            self.conn.execute("COMMIT")
+        except Exception:
+            self._quiet_rollback()
 
     def execute(self, sql: str, transaction_id: bytes | None = None) -> statements.Outcome:
         """Runs SQL now (DDL and DML take effect here) and returns its result stream."""
         parsed = self._parse(sql)
         with self.busy():
             self._check_transaction(transaction_id)
+            self._statement_begins()
             return statements.run(self.conn, parsed)
 
     def execute_update(self, sql: str, transaction_id: bytes | None = None) -> int:
         parsed = self._parse(sql)
         with self.busy():
             self._check_transaction(transaction_id)
+            self._statement_begins()
             return statements.run_update(self.conn, parsed)
 
     def schema_of(self, sql: str) -> pa.Schema | None:
         """The result schema of a query without running it (None when it cannot be known beforehand)."""
-        parsed = statements.parse(sql)
+        parsed = self._parse(sql)
         with self.busy():
             return statements.query_schema(self.conn, parsed)
 
@@ -196,6 +233,7 @@ class Session:
         prepared = self.get_prepared(handle)
         with self.busy():
             rows = self._parameter_rows(prepared)
+            self._statement_begins()
             if len(rows) <= 1:
                 return statements.run(self.conn, prepared.parsed, rows[0] if rows else None)
             tables = []
@@ -210,6 +248,7 @@ class Session:
         """Runs a prepared update once per parameter row, atomically; the count is the sum."""
         prepared = self.get_prepared(handle)
         with self.busy():
+            self._statement_begins()
             if batches is not None and schema is not None:
                 table = pa.Table.from_batches(list(batches), schema=schema)
             else:
@@ -278,7 +317,7 @@ class Session:
             if self.transaction_id is not None:
                 raise QueryError("a transaction is already open on this session")
             try:
-                self.conn.execute("BEGIN TRANSACTION")
+                self.conn.execute("BEGIN TRANSACTION READ ONLY" if self.read_only else "BEGIN TRANSACTION")
             except Exception as exc:
                 raise classify(exc) from None
             self.transaction_id = secrets.token_bytes(16)
@@ -360,9 +399,10 @@ class Session:
             if self.closed:
                 return
             self.closed = True
-            if self.transaction_id is not None:
+            if self.transaction_id is not None or self._read_transaction:
                 self._quiet_rollback()
                 self.transaction_id = None
+                self._read_transaction = False
             self.prepared.clear()
             for stream in self.streams:
                 stream.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -63,10 +63,11 @@ class Outcome:
     rowcount: int
 
 
-def parse(sql: str) -> Parsed:
-    """Parses SQL into statements; a syntax error becomes QueryError with DuckDB's message."""
+def parse(sql: str, parser: Callable[[str], Sequence[duckdb.Statement]]) -> Parsed:
+    """Parses SQL into statements with `parser` (a sandboxed connection's extract_statements, never DuckDB's
+    default connection); a syntax error becomes QueryError with DuckDB's message."""
     try:
-        statements = duckdb.extract_statements(sql)
+        statements = parser(sql)
     except Exception as exc:  # ParserException and friends
         raise classify(exc) from None
     if not statements:
