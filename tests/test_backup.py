@@ -32,8 +32,8 @@ TABLES = {
         (i * 1.25)::DECIMAL(18, 2) AS amount, (i::DECIMAL(38, 10) / 7) AS fine, i / 3.0 AS ratio,
         i::HUGEINT * 100000000000000000000 AS huge, i % 2 = 0 AS even
         FROM range(5000) t(i) UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL""",
-    "texts": """CREATE TABLE texts AS SELECT i, 'name ' || i || ' h' || chr(233) || 'llo ' || chr(10003) AS s, ('\\x00\\xFF' || i)::BLOB AS b,
-        uuid() AS u, CASE WHEN i % 5 = 0 THEN NULL ELSE repeat('x', i % 40) END AS maybe
+    "texts": """CREATE TABLE texts AS SELECT i, 'name ' || i || ' h' || chr(233) || 'llo ' || chr(10003) AS s,
+        ('\\x00\\xFF' || i)::BLOB AS b, uuid() AS u, CASE WHEN i % 5 = 0 THEN NULL ELSE repeat('x', i % 40) END AS maybe
         FROM range(3000) t(i)""",
     "times": """CREATE TABLE times AS SELECT i, TIMESTAMP '2024-02-29 12:34:56.789012' + to_seconds(i * 3600) AS ts,
         TIMESTAMPTZ '1999-12-31 23:59:59+00' + to_days(i) AS tstz, DATE '1970-01-01' + i::INTEGER AS d,

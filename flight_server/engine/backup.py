@@ -127,14 +127,16 @@ def _catalog(conn: duckdb.DuckDBPyConnection) -> tuple[dict, list[dict]]:
     sequences = [f"CREATE SEQUENCE {_qualified(schema, name)}{sql[sql.rindex(' INCREMENT BY '):]}"
                  for schema, name, sql in rows("SELECT schema_name, sequence_name, sql FROM duckdb_sequences() "
                                                "WHERE database_name = ? AND NOT temporary ORDER BY sequence_oid")]
-    macros = []
-    for schema, name, kind, parameters, body in rows(
-            "SELECT schema_name, function_name, function_type, parameters, macro_definition FROM duckdb_functions() "
-            "WHERE database_name = ? AND NOT internal AND function_type IN ('macro', 'table_macro') "
-            "ORDER BY function_oid"):
-        listing = ", ".join(_quote(p) for p in parameters)
+    # One row per overload; the overloads of one macro share its oid and make one statement.
+    overloads: dict[int, tuple[str, list[str]]] = {}
+    for oid, schema, name, kind, parameters, body in rows(
+            "SELECT function_oid, schema_name, function_name, function_type, parameters, macro_definition "
+            "FROM duckdb_functions() WHERE database_name = ? AND NOT internal "
+            "AND function_type IN ('macro', 'table_macro') ORDER BY function_oid"):
         table = "TABLE " if kind == "table_macro" else ""
-        macros.append(f"CREATE MACRO {_qualified(schema, name)}({listing}) AS {table}{body};")
+        head, bodies = overloads.setdefault(oid, (f"CREATE MACRO {_qualified(schema, name)}", []))
+        bodies.append(f"({', '.join(_quote(p) for p in parameters)}) AS {table}{body}")
+    macros = [f"{head}{', '.join(bodies)};" for head, bodies in overloads.values()]
     views = [sql for (sql,) in rows("SELECT sql FROM duckdb_views() "
                                     "WHERE database_name = ? AND NOT internal AND NOT temporary ORDER BY view_oid")]
     indexes = [sql for (sql,) in rows("SELECT sql FROM duckdb_indexes() "
@@ -191,7 +193,9 @@ def _write_table(conn: duckdb.DuckDBPyConnection, table: dict, path: Path) -> in
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     rows = 0
     with os.fdopen(fd, "wb") as handle:
-        with pq.ParquetWriter(handle, reader.schema, compression="zstd") as writer:
+        # No dictionary pages: per row group they cost more than they save once ZSTD has seen the values
+        # (a 1M-row mixed table: 28.5 MB with them, 14 MB without).
+        with pq.ParquetWriter(handle, reader.schema, compression="zstd", use_dictionary=False) as writer:
             for batch in reader:
                 writer.write_batch(batch)
                 rows += batch.num_rows
@@ -340,8 +344,9 @@ def _load_table(conn: duckdb.DuckDBPyConnection, root: Path, table: dict) -> int
         return 0
     names = ", ".join(_quote(c["name"]) for c in columns)
     # A NULL text cast to a UNION would become a member holding NULL: keep NULLs NULL.
-    values = ", ".join(f"CASE WHEN {_quote(c['name'])} IS NULL THEN NULL ELSE CAST({_quote(c['name'])} AS {c['type']}) END"
-                       if c["text"] else _quote(c["name"]) for c in columns)
+    values = ", ".join(
+        f"CASE WHEN {_quote(c['name'])} IS NULL THEN NULL ELSE CAST({_quote(c['name'])} AS {c['type']}) END"
+        if c["text"] else _quote(c["name"]) for c in columns)
     source = pq.ParquetFile(root / table["file"])
     batches = source.iter_batches(batch_size=BATCH_ROWS, columns=[c["name"] for c in columns])
     schema = pa.schema([source.schema_arrow.field(c["name"]) for c in columns])
