@@ -98,7 +98,7 @@ class Database:
         if remote:
             # URL query parameters (s3://b/k?s3_endpoint=...) would override the server's S3 settings and send
             # its signed requests anywhere: DuckDB ignores them in compatibility mode (globs go with them).
-            self._root.execute("SET s3_url_compatibility_mode = true")
+            self._root.execute("SET GLOBAL s3_url_compatibility_mode = true")
         # Lock DuckDB's configuration: from here on only the per-session settings below can change, so no
         # session can alter another's results (default_order, default_collation are global in DuckDB) or
         # loosen the sandbox, whatever SQL reaches the engine.
