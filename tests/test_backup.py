@@ -123,7 +123,7 @@ def backed_up(start_server, tmp_path):
 def test_backup_then_restore_gives_identical_tables(backed_up, tmp_path, start_server):
     server, answer, before = backed_up
     assert set(before) == set(TABLES) and all(count > 1000 for count, _ in before.values())
-    assert answer["tables"] == len(TABLES) and answer["size_bytes"] > 10_000
+    assert answer["tables"] == len(TABLES) and answer["size_bytes"] > 10_000 and "warning" not in answer
     folder = Path(answer["path"])
     assert folder.parent == tmp_path / "backups" and (folder / "manifest.json").is_file()
     # Written for the server's account only.
@@ -231,10 +231,14 @@ def test_health_shows_no_paths(backed_up, tmp_path):
     assert str(tmp_path) not in json.dumps(health)
 
 
-def test_backup_needs_admin(start_server, tmp_path):
+def test_backup_needs_admin_and_warns_when_sql_can_reach_it(start_server, tmp_path):
+    # The test harness allows SQL into the whole temp folder, which holds this backup folder too.
     server = start_server(backup_dir=str(tmp_path / "backups"), **ADMIN)
     client = server.flight_client()
     with pytest.raises(flight.FlightUnauthenticatedError):
         list(client.do_action(flight.Action("backup", b"")))
     client.close()
     assert not (tmp_path / "backups").exists() or not any((tmp_path / "backups").iterdir())
+    answer = action(server, "backup")
+    assert Path(answer["path"]).is_dir()
+    assert "inside the allowed directory" in answer["warning"]

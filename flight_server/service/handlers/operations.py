@@ -1,4 +1,4 @@
-"""Operator actions: health (open to all), statistics and circuit-breaker-reset, with JSON bodies and results."""
+"""Operator actions: health (open to all), statistics, circuit-breaker-reset and backup, with JSON bodies and results."""
 
 from __future__ import annotations
 
@@ -102,7 +102,23 @@ class OperationsHandlers:
         if database != ":memory:":
             command += ["--database", os.path.abspath(database)]
         result["restore"] = shlex.join(command)  # to run with the server stopped
+        exposed = self._reachable_from_sql(self.config.backup_directory, key_file)
+        if exposed:
+            result["warning"] = exposed
         return [json.dumps(result).encode()]
+
+    def _reachable_from_sql(self, *paths: str) -> str | None:
+        """Says so when the sandbox lets SQL reach one of `paths` (configured into an allowed directory, or off)."""
+        allowed = self.database.settings.allowed_directories
+        if allowed is None:
+            return "the sandbox is off: SQL can read and change backups and their key"
+        for folder in allowed:
+            root = os.path.realpath(folder)
+            for path in paths:
+                if os.path.commonpath([root, os.path.realpath(path)]) == root:
+                    return (f"{path} is inside the allowed directory {folder}: SQL can reach it; keep "
+                            "--backup-dir and the data folder outside --allowed-directories")
+        return None
 
     def action_circuit_breaker_reset(self, context, body: bytes):
         before = self.breaker.state
