@@ -25,6 +25,7 @@ import flightsql_wire as wire
 from flight_server.auth.passwords import hash_password
 from flight_server.auth.throttle import LoginThrottle
 from flight_server.auth.tokens import RevokedSessions, TokenError, TokenSigner
+from flight_server.auth import users as users_module
 from flight_server.auth.users import MAX_NAME_LENGTH, User, UserStore
 
 # ---------------------------------------------------------------------------
@@ -289,7 +290,7 @@ def test_failed_logins_with_long_names_keep_memory_bounded(deployment):
     assert timed_login(server, "admin", deployment.passwords["admin"]) < 2.0
 
 
-def test_absurdly_long_name_is_refused_without_a_password_check(deployment):
+def test_absurdly_long_name_is_refused_without_a_password_check(deployment, monkeypatch):
     server = deployment.start()
     client = flight.FlightClient(server.uri)
     try:
@@ -297,9 +298,16 @@ def test_absurdly_long_name_is_refused_without_a_password_check(deployment):
             client.authenticate_basic_token("x" * 5000, "whatever")
     finally:
         client.close()
-    store = UserStore({"a" * MAX_NAME_LENGTH: User("a" * MAX_NAME_LENGTH, hash_password("pw"), "read")})
-    assert store.check("a" * MAX_NAME_LENGTH, "pw") is not None
-    assert store.check("a" * (MAX_NAME_LENGTH + 1), "pw") is None
+    checked = []
+    monkeypatch.setattr(users_module, "verify_password", lambda password, stored: checked.append(stored) or True)
+    longest = "a" * MAX_NAME_LENGTH
+    store = UserStore({longest: User(longest, "scrypt$stored", "read")})
+    assert store.check(longest, "pw") is not None and checked == ["scrypt$stored"]
+    assert store.check(longest + "a", "pw") is None
+    assert len(checked) == 1  # no password check for the longer name
+    with pytest.raises(ValueError, match="user names"):
+        write_users(deployment.users_file, {"b" * (MAX_NAME_LENGTH + 1): (hash_password("pw"), "read")})
+        users_module.read_users_file(str(deployment.users_file))
 
 
 # ---------------------------------------------------------------------------
