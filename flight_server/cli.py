@@ -70,6 +70,11 @@ def restore_command(argv: list[str]) -> int:
     parser.add_argument("--data-dir", dest="data_dir", default=None, metavar="DIR",
                         help="The server's data folder [env FLIGHT_DATA_DIR; default 'data'].")
     parser.add_argument("--config", metavar="FILE", help="The server's TOML settings (env: FLIGHT_CONFIG).")
+    parser.add_argument("--allowed-directories", dest="allowed_directories", default=None, metavar="DIRS",
+                        help="The server's sandbox folders: views in the backup may read files there while they "
+                             "are created [env FLIGHT_ALLOWED_DIRECTORIES; default 'files' in the data folder].")
+    parser.add_argument("--sandbox", dest="sandbox", default=None, metavar="BOOL",
+                        help="'false' if the server runs without its sandbox [env FLIGHT_SANDBOX; default true].")
     parser.add_argument("--backup-key", metavar="FILE",
                         help="Key that signed the backup (default: backup.key in the data folder).")
     parser.add_argument("--force", action="store_true",
@@ -86,7 +91,8 @@ def restore_command(argv: list[str]) -> int:
         return 2
     try:
         key = backup.load_key(args.backup_key or backup.key_path(config.data_dir))
-        result = backup.restore(args.folder, config.database_path, key, force=args.force)
+        result = backup.restore(args.folder, config.database_path, key, force=args.force,
+                                allowed_directories=tuple(config.allowed_directory_list) if config.sandbox else None)
     except backup.BackupError as exc:
         print(f"duckdb-flight-server: restore refused: {exc}", file=sys.stderr)
         return 1

@@ -109,7 +109,9 @@ def backed_up(start_server, tmp_path):
                           allowed_directories=str(files), data_dir=str(tmp_path / "data"), **ADMIN)
     with admin_connect(server) as conn:
         execute(conn, *TABLES.values(), "CREATE SEQUENCE ids START 100", "SELECT nextval('ids')",
-                "CREATE VIEW big_amounts AS SELECT i, amount FROM numbers WHERE amount > 100")
+                "CREATE VIEW big_amounts AS SELECT i, amount FROM numbers WHERE amount > 100",
+                f"COPY (SELECT 42 AS answer) TO '{files}/answer.parquet'",
+                f"CREATE VIEW answers AS SELECT * FROM read_parquet('{files}/answer.parquet')")
         hashes = table_hashes(conn)
     answer = action(server, "backup")
     return server, answer, hashes
@@ -141,6 +143,7 @@ def test_backup_then_restore_gives_identical_tables(backed_up, tmp_path, start_s
         assert table_hashes(conn) == before
         assert rows(conn, "SELECT count(*) FROM big_amounts") == [(sum(1 for i in range(5000) if i * 1.25 > 100),)]
         assert rows(conn, "SELECT nextval('ids')") == [(101,)]
+        assert rows(conn, "SELECT answer FROM answers") == [(42,)]  # a view on a file in the sandbox
         types = dict(rows(conn, "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'times'"))
         assert types["secs"] == "TIMESTAMP_S" and types["ivl"] == "INTERVAL" and types["tz"] == "TIME WITH TIME ZONE"
 
@@ -242,3 +245,25 @@ def test_backup_needs_admin_and_warns_when_sql_can_reach_it(start_server, tmp_pa
     answer = action(server, "backup")
     assert Path(answer["path"]).is_dir()
     assert "inside the allowed directory" in answer["warning"]
+
+
+def test_restore_runs_the_backups_statements_inside_the_sandbox(tmp_path):
+    """A backup's statements come from a database users wrote to: restore runs them in the server's sandbox
+    (here a backup written without one, whose view reads a file outside the sandbox)."""
+    import duckdb
+
+    from flight_server.engine import backup
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for SQL\n")
+    source = duckdb.connect(str(tmp_path / "open.duckdb"))
+    source.execute(f"CREATE VIEW leak AS SELECT content FROM read_text('{secret}')")
+    key = backup.load_key(str(tmp_path / "backup.key"), create=True)
+    answer = backup.backup(source.cursor(), str(tmp_path / "backups"), key)
+    source.close()
+    target = tmp_path / "restored.duckdb"
+    with pytest.raises(duckdb.PermissionException):
+        backup.restore(answer["path"], str(target), key, allowed_directories=(str(tmp_path / "files"),))
+    assert not target.exists() and not Path(str(target) + ".restoring").exists()
+    assert backup.restore(answer["path"], str(target), key, allowed_directories=None)["tables"] == 0
+    assert duckdb.connect(str(target)).execute("SELECT content FROM leak").fetchall() == [("not for SQL\n",)]

@@ -378,10 +378,22 @@ def _create_in_any_order(conn: duckdb.DuckDBPyConnection, statements: list[str])
         pending = failed
 
 
-def restore(folder: str, database_path: str, key: bytes, force: bool = False) -> dict[str, object]:
+def _confine(conn: duckdb.DuckDBPyConnection, folders: tuple[str, ...] | None) -> None:
+    """The statements of a backup come from a database users wrote to: they run in the server's sandbox (file
+    access only below `folders`, where views may read; no network). None: no sandbox, as on the server."""
+    if folders is None:
+        return
+    listing = ", ".join("'" + os.path.join(os.path.abspath(f), "").replace("'", "''") + "'" for f in folders)
+    conn.execute(f"SET allowed_directories = [{listing}]")
+    conn.execute("SET enable_external_access = false")
+
+
+def restore(folder: str, database_path: str, key: bytes, force: bool = False,
+            allowed_directories: tuple[str, ...] | None = ()) -> dict[str, object]:
     """Loads a verified backup into a new database at `database_path` (the server must be stopped).
 
-    An existing database that holds anything is kept: refused without `force`, moved aside with it."""
+    An existing database that holds anything is kept: refused without `force`, moved aside with it. The
+    backup's statements may touch files only below `allowed_directories` (the server's sandbox; None: any)."""
     started = time.monotonic()
     document = verify(folder, key)
     root = Path(folder)
@@ -399,8 +411,9 @@ def restore(folder: str, database_path: str, key: bytes, force: bool = False) ->
         if os.path.exists(leftover):
             os.remove(leftover)
     rows = 0
-    conn = duckdb.connect(staging)
+    conn = duckdb.connect(staging, config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     try:
+        _confine(conn, allowed_directories)
         schema = document["schema"]
         for statement in schema["schemas"] + schema["types"] + schema["sequences"]:
             conn.execute(statement)

@@ -101,6 +101,9 @@ class OperationsHandlers:
         command = ["duckdb-flight-server", "restore", result["path"], "--backup-key", key_file]
         if database != ":memory:":
             command += ["--database", os.path.abspath(database)]
+        allowed = self.database.settings.allowed_directories
+        command += (["--allowed-directories", ",".join(os.path.abspath(p) for p in allowed)] if allowed is not None
+                    else ["--sandbox", "false"])
         result["restore"] = shlex.join(command)  # to run with the server stopped
         exposed = self._reachable_from_sql(self.config.backup_directory, key_file)
         if exposed:
