@@ -98,7 +98,7 @@ OPERATOR_ACTIONS = {
     "health": ("action_health", "Health report (JSON); needs no credentials."),
     "statistics": ("action_statistics", "Server statistics (JSON)."),
     "circuit-breaker-reset": ("action_circuit_breaker_reset", "Close the circuit breaker (JSON result)."),
-    "backup": ("action_backup", "Export the database to a dated Parquet folder; answers its path and size."),
+    "backup": ("action_backup", "Write a signed Parquet snapshot of the database (JSON: path, size, restore command)."),
 }
 
 
