@@ -145,39 +145,58 @@ def test_admission_limit_refuses_with_clear_message(start_server):
     assert action_json(server, "statistics")["queue"]["rejected"] >= 1
 
 
-def test_circuit_breaker_trips_on_real_faults_and_recovers(start_server):
+def test_circuit_breaker_counts_only_server_faults_and_recovers(start_server):
+    """Bad SQL and a query's own out-of-memory never count; a database that cannot write its WAL does."""
     server = start_server(memory_limit="64MB", worker_threads=1, breaker_failure_threshold=2,
                           breaker_reset_timeout=2)
+    wal = server.database + ".wal"
+
+    def break_wal():
+        if os.path.isfile(wal):
+            os.remove(wal)
+        os.mkdir(wal)  # DuckDB can no longer write commits: the server's own fault
+
     with server.connect() as conn, conn.cursor() as cur:
-        # A user's bad SQL never counts.
+        cur.execute("CREATE TABLE breaker_t (i INTEGER)")
         for _ in range(3):
             with pytest.raises(adbc_driver_manager.Error):
                 cur.execute("SELEC 1")
-        assert action_json(server, "health")["circuit_breaker"]["state"] == "closed"
-        for _ in range(2):
+        for _ in range(3):
             with pytest.raises(adbc_driver_manager.Error) as info:
                 cur.execute(OOM)
                 cur.fetchall()
             assert "Out of Memory" in str(info.value)
+        assert action_json(server, "health")["circuit_breaker"]["state"] == "closed"
+        cur.execute("CHECKPOINT")
+        break_wal()
+        for _ in range(2):
+            with pytest.raises(adbc_driver_manager.InternalError) as info:
+                cur.execute("INSERT INTO breaker_t VALUES (1)")
+            assert "Failed to commit" in str(info.value)
+            assert str(server.workdir) not in str(info.value)  # the server's own path stays in its log
         health = action_json(server, "health")
         assert health["circuit_breaker"]["state"] == "open" and health["status"] == "degraded"
         with pytest.raises(adbc_driver_manager.Error) as info:
             cur.execute("SELECT 1")
         assert "circuit breaker is open" in str(info.value) and "next trial in" in str(info.value)
+        os.rmdir(wal)
         time.sleep(2.5)  # reset timeout passes: half-open lets one probe through
         cur.execute("SELECT 1")
         assert cur.fetchall() == [(1,)]
         assert action_json(server, "health")["circuit_breaker"]["state"] == "closed"
         # Trip again, then close it by hand.
+        break_wal()
         for _ in range(2):
             with pytest.raises(adbc_driver_manager.Error):
-                cur.execute(OOM)
-                cur.fetchall()
+                cur.execute("INSERT INTO breaker_t VALUES (2)")
         assert action_json(server, "health")["circuit_breaker"]["state"] == "open"
+        os.rmdir(wal)
         reset = action_json(server, "circuit-breaker-reset")
         assert reset == {"previous_state": "open", "state": "closed"}
-        cur.execute("SELECT 3")
+        cur.execute("INSERT INTO breaker_t VALUES (3)")
+        cur.execute("SELECT i FROM breaker_t")
         assert cur.fetchall() == [(3,)]
+    assert "Failed to commit" in server.stderr_text() and str(server.workdir) in server.stderr_text()
 
 
 def _run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -128,6 +128,15 @@ def client_message(text: str) -> str:
     return text.rstrip()
 
 
+def engine_error(exc: BaseException) -> EngineError | None:
+    """The EngineError for an engine exception (ours or DuckDB's, wherever it escaped from), else None."""
+    if isinstance(exc, EngineError):
+        return exc
+    if isinstance(exc, duckdb.Error):
+        return classify(exc)
+    return None
+
+
 def is_server_fault(exc: BaseException) -> bool:
     """True for faults of the server or its database: what the circuit breaker counts. A busy or closed
     server (UnavailableError) is not a new fault."""
@@ -165,7 +174,9 @@ def classify(exc: BaseException) -> EngineError:
         return exc
     original = str(exc)
     message = original
-    if _INVALIDATED in message.lower():
+    lowered = message.lower()
+    if _INVALIDATED in lowered or (_COMMIT_FAILED in lowered and any(hint in lowered for hint in _IO_HINTS)):
+        # The database cannot go on, or could not write a commit (WAL, database file): the server's fault.
         return InternalError(message, detail=original)
     if isinstance(exc, duckdb.IOException) or message.startswith(("IO Error", "HTTP Error")):
         return _io_error(exc, message)
@@ -209,6 +220,9 @@ def _io_error(exc: BaseException, message: str) -> EngineError:
 
 
 _INVALIDATED = "database has been invalidated"
+_COMMIT_FAILED = "failed to commit"
+_IO_HINTS = (".wal", "cannot open file", "could not write", "could not read", "no space left", "i/o error",
+             "io error")
 _MISSING_FILE_HINTS = ("no files found", "no such file", "does not exist", "not found")
 
 _MESSAGE_PREFIXES: tuple[tuple[str, type[EngineError]], ...] = (

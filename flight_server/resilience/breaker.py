@@ -8,7 +8,7 @@ from collections import deque
 
 import pyarrow.flight as flight
 
-from ..engine.errors import is_server_fault
+from ..engine.errors import UnavailableError, is_server_fault
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 

@@ -107,8 +107,8 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
     """Arrow Flight SQL in front of one DuckDB database; one pooled connection per client session."""
 
     # pyarrow starts serving inside FlightServerBase.__init__, so calls can arrive before this object is
-    # complete: until `ready` is set (the last step of __init__) every RPC answers UNAVAILABLE "starting".
-    ready = False
+    # complete: until `constructed` is set (the last step of __init__) every RPC answers UNAVAILABLE "starting".
+    constructed = False
 
     def __init__(self, config: Config, database: Database, pool: SessionPool,
                  auth: AuthMiddlewareFactory | None = None, tls: dict | None = None,
@@ -141,7 +141,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         self.watchdog.start()
         self.metrics.bind(lambda: len(self.pool.sessions()), self.admission.stats, self.breaker.stats)
         self._statement_ids = itertools.count(1)
-        self.ready = True
+        self.constructed = True
 
     # -- plumbing -----------------------------------------------------------
 
@@ -286,7 +286,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         self.metrics.bytes_streamed.inc(nbytes)
 
     def _guard(self, rpc: str, context, fn, *args):
-        if not self.ready:
+        if not self.constructed:
             raise flight.FlightUnavailableError("starting")
         started = time.perf_counter()
         code = "ok"
@@ -358,7 +358,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
 
     def list_actions(self, context):
         # Without credentials only `health` is usable, but listing every action is harmless.
-        if not self.ready:
+        if not self.constructed:
             raise flight.FlightUnavailableError("starting")
         entries = list(ACTIONS.items()) + list(OPERATOR_ACTIONS.items())
         return [flight.ActionType(name, description) for name, (_, description) in entries]

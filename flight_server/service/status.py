@@ -37,6 +37,7 @@ def to_flight_error(exc: BaseException) -> BaseException:
         return exc
     if isinstance(exc, ProtocolError):
         return pa.ArrowInvalid(errors.client_message(str(exc)))
+    exc = errors.engine_error(exc) or exc
     if isinstance(exc, errors.EngineError):
         for engine_type, flight_type in _BY_CLASS:
             if isinstance(exc, engine_type):
