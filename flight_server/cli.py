@@ -161,7 +161,8 @@ def run(config: Config) -> int:
     try:
         if config.http_port >= 0:
             http = HealthServer(config.host, config.http_port, lambda: _ready(started),
-                                lambda: started["server"].metrics.render() if started else b"")
+                                lambda: started["server"].metrics.render() if started else b"",
+                                live=lambda: started["server"].live() if started else (True, {}))
             http.start()
     except OSError as exc:  # the HTTP port was taken after the check
         print(f"duckdb-flight-server: cannot start: {exc}", file=sys.stderr)

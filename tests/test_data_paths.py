@@ -118,7 +118,7 @@ def s3_endpoint(tmp_path_factory):
     proc.wait(timeout=10)
 
 
-def test_s3_read_write_glob(start_server, s3_endpoint, monkeypatch, tmp_path):
+def test_s3_read_write_files(start_server, s3_endpoint, monkeypatch, tmp_path):
     port, s3 = s3_endpoint
     for name, value in {"DUCKDB_S3_ACCESS_KEY_ID": "test", "DUCKDB_S3_SECRET_ACCESS_KEY": "test",
                         "DUCKDB_S3_REGION": "us-east-1", "DUCKDB_S3_ENDPOINT": f"127.0.0.1:{port}",
@@ -133,7 +133,9 @@ def test_s3_read_write_glob(start_server, s3_endpoint, monkeypatch, tmp_path):
         assert cur.fetchall() == [(4950,)]
         cur.execute("COPY (SELECT * FROM range(10) t(i)) TO 's3://lake/out/b.parquet' (FORMAT PARQUET)")
         cur.execute("COPY (SELECT * FROM range(5) t(i)) TO 's3://lake/out/c.parquet' (FORMAT PARQUET)")
-        cur.execute("SELECT count(*) FROM read_parquet('s3://lake/out/*.parquet')")
+        # S3 globs are off (s3_url_compatibility_mode keeps URL parameters from overriding the server's S3
+        # settings, and takes globs with it): name the files.
+        cur.execute("SELECT count(*) FROM read_parquet(['s3://lake/out/b.parquet', 's3://lake/out/c.parquet'])")
         assert cur.fetchall() == [(15,)]
         with pytest.raises(Exception) as info:
             cur.execute("SELECT * FROM read_csv('/etc/passwd')")

@@ -46,6 +46,17 @@ class Database:
 
     def __init__(self, settings: EngineSettings):
         self.settings = settings
+        self._parser_lock = threading.Lock()
+        # Held while the instance is replaced (reopen): connect() and parse() wait for the new one.
+        self._swap = threading.RLock()
+        # Set when DuckDB invalidated the instance (a fatal error: disk full at checkpoint, I/O failure);
+        # cleared by a successful reopen(). The message of the fatal error that did it.
+        self.invalidated: str | None = None
+        self.reopens = 0
+        self._open()
+
+    def _open(self) -> None:
+        settings = self.settings
         config: dict[str, object] = {}
         if settings.memory_limit:
             config["memory_limit"] = settings.memory_limit
@@ -67,23 +78,41 @@ class Database:
             parent = os.path.dirname(os.path.abspath(path))
             os.makedirs(parent, exist_ok=True)
         try:
-            self._root = duckdb.connect(path, read_only=settings.read_only, config=config)
+            root = duckdb.connect(path, read_only=settings.read_only, config=config)
         except Exception as exc:
             raise classify(exc) from None
-        # Extensions and secrets first: the sandbox below forbids loading anything afterwards.
-        extensions.load(self._root, settings.extensions)
-        if settings.s3 is not None:
-            extensions.configure_s3(self._root, settings.s3)
-        if settings.allowed_directories is not None:
-            remote = ("s3://",) if settings.s3 is not None else ()
-            self._seal(settings.allowed_directories, remote)
-        # Statements are parsed on a connection of this (sandboxed) database, never on DuckDB's default
-        # connection: parsing can already read files (IMPORT DATABASE) or look for extensions (PRAGMA).
-        self._parser = self._root.cursor()
-        self._parser_lock = threading.Lock()
-        self.table_functions = frozenset(row[0].lower() for row in self._root.execute(
-            "SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type IN ('table', 'pragma')"
-        ).fetchall())
+        self._root = root
+        try:
+            # Extensions and secrets first: the sandbox below forbids loading anything afterwards.
+            extensions.load(root, settings.extensions)
+            if settings.s3 is not None:
+                extensions.configure_s3(root, settings.s3)
+            if settings.allowed_directories is not None:
+                remote = ("s3://",) if settings.s3 is not None else ()
+                self._seal(settings.allowed_directories, remote)
+            # Statements are parsed on a connection of this (sandboxed) database, never on DuckDB's default
+            # connection: parsing can already read files (IMPORT DATABASE) or look for extensions (PRAGMA).
+            self._parser = root.cursor()
+            self.table_functions = frozenset(row[0].lower() for row in root.execute(
+                "SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type IN ('table', 'pragma')"
+            ).fetchall())
+        except BaseException:
+            root.close()
+            raise
+
+    def reopen(self) -> None:
+        """Replaces an invalidated instance with a fresh one on the same file (committed data comes back
+        from the file and its WAL). Callers close every session's connection first: those belong to the old
+        instance. Raises (and stays invalidated) when DuckDB cannot open the file yet, e.g. the disk is full."""
+        with self._swap, self._parser_lock:
+            for handle in (self._parser, self._root):
+                try:
+                    handle.close()
+                except Exception:
+                    pass
+            self._open()
+            self.invalidated = None
+            self.reopens += 1
 
     def _seal(self, folders: tuple[str, ...], remote: tuple[str, ...] = ()) -> None:
         """DuckDB's own sandbox: after this, file access outside `folders`, URLs and extension installs
@@ -115,6 +144,10 @@ class Database:
         with self._parser_lock:
             return self._parser.extract_statements(sql)
 
+    def mark_invalidated(self, message: str) -> None:
+        """Records that DuckDB invalidated this instance (see errors.is_fatal); reopen() clears it."""
+        self.invalidated = self.invalidated or message
+
     def keywords(self) -> list[str]:
         """DuckDB's SQL keywords, upper-case, for clients that ask (JDBC's getSQLKeywords)."""
         rows = self._root.execute("SELECT upper(keyword_name) FROM duckdb_keywords() ORDER BY 1").fetchall()
@@ -126,7 +159,8 @@ class Database:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A new connection with its own transaction, temp tables and settings."""
-        return self._root.cursor()
+        with self._swap:
+            return self._root.cursor()
 
     def setting(self, name: str) -> str:
         return self._root.execute("SELECT current_setting(?)", [name]).fetchone()[0]

@@ -137,6 +137,14 @@ def engine_error(exc: BaseException) -> EngineError | None:
     return None
 
 
+def is_fatal(exc: BaseException) -> bool:
+    """True when DuckDB invalidated the database: every later statement fails until it is reopened."""
+    if isinstance(exc, duckdb.FatalException):
+        return True
+    text = str(getattr(exc, "detail", None) or getattr(exc, "message", None) or exc).lower()
+    return _INVALIDATED in text or text.startswith("fatal error")
+
+
 def is_server_fault(exc: BaseException) -> bool:
     """True for faults of the server or its database: what the circuit breaker counts. A busy or closed
     server (UnavailableError) is not a new fault."""

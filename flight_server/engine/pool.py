@@ -80,6 +80,17 @@ class SessionPool:
         return {"total_connections": in_use, "available_connections": self.max_sessions - in_use,
                 "max_connections": self.max_sessions}
 
+    def reset(self) -> int:
+        """Closes every session (their connections belong to a database instance being replaced); clients
+        get new sessions on their next call. Returns how many were closed."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        for session in sessions:
+            session.interrupt()
+            session.close()
+        return len(sessions)
+
     def shutdown(self) -> None:
         self._stop.set()
         with self._lock:

@@ -12,14 +12,17 @@ class HealthServer:
     """Serves liveness, readiness (a callable returning (ready, details)) and Prometheus text."""
 
     def __init__(self, host: str, port: int, ready: Callable[[], tuple[bool, dict]],
-                 metrics: Callable[[], bytes]):
+                 metrics: Callable[[], bytes], live: Callable[[], tuple[bool, dict]] | None = None):
         ready_check, render = ready, metrics
+        live_check = live or (lambda: (True, {}))
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server naming
                 path = self.path.split("?", 1)[0]
                 if path == "/health/live":
-                    self._send(200, "application/json", b'{"status": "alive"}')
+                    ok, details = live_check()
+                    body = json.dumps({"status": "alive" if ok else "failing", **details}).encode()
+                    self._send(200 if ok else 503, "application/json", body)
                 elif path == "/health/ready":
                     ok, details = ready_check()
                     body = json.dumps({"status": "ready" if ok else "not ready", **details}).encode()

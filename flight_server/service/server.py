@@ -19,6 +19,7 @@ from ..observability.metrics import Metrics
 from ..observability.stats import StatementStats
 from ..resilience.admission import AdmissionController
 from ..resilience.breaker import CircuitBreaker
+from ..resilience.recovery import DatabaseRecovery
 from ..resilience.watchdog import Watchdog
 from ..protocol import commands
 from ..protocol import flight_sql_pb2 as sql
@@ -139,6 +140,9 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
                                       config.breaker_reset_timeout)
         self.watchdog = Watchdog()
         self.watchdog.start()
+        # A fatal engine error (DuckDB invalidated the database) is repaired by reopening the file.
+        self.recovery = DatabaseRecovery(database, pool, on_recovered=self.breaker.reset)
+        self.recovery.start()
         self.metrics.bind(lambda: len(self.pool.sessions()), self.admission.stats, self.breaker.stats)
         self._statement_ids = itertools.count(1)
         self.constructed = True
@@ -197,6 +201,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         """Admission, breaker, watchdog, statistics, metrics and one log record around one statement."""
         kind = STATEMENT_KINDS.get(name, "stream")
         statement_id = next(self._statement_ids)
+        self.recovery.check()
         self.breaker.before()
         try:
             self.admission.acquire()
@@ -250,6 +255,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             self.breaker.record_success()
         else:
             self.breaker.record_failure(error)
+            self.recovery.report(error)
         if kind != "stream":
             self.stats.record(seconds, error is None, rows if kind in ("update", "prepared_update", "ingest") else 0)
             self.metrics.statements.labels(kind, "ok" if error is None else "error").inc()
@@ -293,6 +299,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         try:
             return fn(*args)
         except BaseException as exc:  # noqa: BLE001 - every error leaves through status mapping
+            self.recovery.report(exc)
             mapped = status.to_flight_error(exc)
             code = type(mapped).__name__
             if isinstance(mapped, flight.FlightInternalError):
@@ -379,6 +386,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
     def shutdown(self):
         super().shutdown()
         self.watchdog.stop()
+        self.recovery.stop()
         self.pool.shutdown()
 
 

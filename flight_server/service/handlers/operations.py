@@ -24,15 +24,17 @@ class OperationsHandlers:
             finally:
                 conn.close()
             query_ok = True
-        except Exception:
+        except Exception as exc:
             query_ok = False
+            self.recovery.report(exc)
         elapsed = time.perf_counter() - started
         path = self.database.path
         exists = path == ":memory:" or os.path.exists(path)
         size_mb = os.path.getsize(path) / 1e6 if path != ":memory:" and exists else 0.0
         breaker = self.breaker.stats()
         pool = self.pool.stats()
-        if not query_ok or not exists:
+        broken = self.recovery.broken
+        if not query_ok or not exists or broken:
             status = "unhealthy"
         elif breaker["state"] != "closed" or pool["available_connections"] == 0 or self.admission.draining:
             status = "degraded"
@@ -44,14 +46,26 @@ class OperationsHandlers:
             "database_exists": exists,
             "database_size_mb": round(size_mb, 3),
             "query_test": {"success": query_ok, "execution_time": round(elapsed, 6)},
+            "database": {"state": "reopening" if broken else "open", "fatal_error": broken,
+                         "reopens": self.database.reopens},
             "connection_pool": pool,
             "circuit_breaker": {k: breaker[k] for k in ("state", "failure_count", "success_rate")},
         }
 
     def ready(self) -> tuple[bool, dict]:
         open_breaker = self.breaker.stats()["state"] == OPEN
-        ok = not open_breaker and not self.admission.draining
-        return ok, {"circuit_breaker": self.breaker.state, "draining": self.admission.draining}
+        broken = self.recovery.broken
+        ok = not open_breaker and not self.admission.draining and not broken
+        return ok, {"circuit_breaker": self.breaker.state, "draining": self.admission.draining,
+                    "database": "reopening" if broken else "open"}
+
+    def live(self) -> tuple[bool, dict]:
+        """Alive unless the database is invalidated and not yet reopened (the server keeps trying; an
+        orchestrator may restart it instead)."""
+        broken = self.recovery.broken
+        if broken:
+            return False, {"database": "reopening", "fatal_error": broken}
+        return True, {}
 
     def statistics_report(self) -> dict:
         process = psutil.Process()
