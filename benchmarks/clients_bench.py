@@ -1,18 +1,16 @@
-"""Helpers for the file load / export rows of ``benchmarks/run.py``.
+"""The file load / export rows of ``benchmarks/run.py --cli-rows``.
 
 The server side of these rows runs the client toolkit exactly as a user
 would: ``python -m clients --uri URI load FILE ...`` and
 ``python -m clients --uri URI query SQL --output FILE`` as subprocesses, timed
 end to end (interpreter start, imports, connect, transfer, file I/O, exit).
-The in-process side is the one-statement DuckDB equivalent.
-
-Nothing here touches the results table; ``run.py`` does the bookkeeping.
+The in-process side is the one-statement DuckDB equivalent.  They make a
+second, small table (in-process vs this server), printed under the main one.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -25,14 +23,6 @@ import pyarrow.parquet as pq
 def parquet_rows(path: Path) -> int:
     """Row count from a Parquet file's footer (raises if the file is unreadable)."""
     return pq.ParquetFile(path).metadata.num_rows
-
-
-def parquet_summary(path: Path) -> str:
-    """'N MB, K row groups, <codec>' for a note under the table."""
-    meta = pq.ParquetFile(path).metadata
-    codec = meta.row_group(0).column(0).compression if meta.num_row_groups else "?"
-    return (f"{path.stat().st_size / 1e6:,.0f} MB, {meta.num_row_groups} row groups, "
-            f"{codec.lower()}, written by `{meta.created_by}`")
 
 
 def ensure_lineitem_parquet(cached_db: Path, out: Path, log) -> Path:
@@ -105,17 +95,24 @@ def cli_env(repo_root: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(uri: str, args: list[str], repo_root: Path, timeout: float = 900.0) -> str:
+def run_cli(uri: str, args: list[str], repo_root: Path, timeout: float = 900.0,
+            user: str | None = None, password: str | None = None) -> str:
     """Run ``python -m clients --uri URI ARGS...``; return its stdout.
+
+    With ``user``, the CLI authenticates (the password goes in FLIGHT_PASSWORD).
 
     Raises :class:`CliError` with the last stderr line on a non-zero exit.
     The caller times the call, so the measured span is the whole subprocess.
     """
     global CLI_CPU
-    cmd = [sys.executable, "-m", "clients", "--uri", uri, *args]
+    cmd = [sys.executable, "-m", "clients", "--uri", uri, *(["--user", user] if user else []),
+           *args]
+    env = cli_env(repo_root)
+    if password is not None:
+        env["FLIGHT_PASSWORD"] = password
     before = os.times()
     try:
-        proc = subprocess.run(cmd, cwd=repo_root, env=cli_env(repo_root), stdin=subprocess.DEVNULL,
+        proc = subprocess.run(cmd, cwd=repo_root, env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout)
     finally:
         after = os.times()
@@ -127,13 +124,92 @@ def run_cli(uri: str, args: list[str], repo_root: Path, timeout: float = 900.0) 
     return proc.stdout
 
 
-_LOADED = re.compile(r"loaded ([\d,]+) rows .* in ([\d.]+) s")
-_WROTE = re.compile(r"wrote ([\d,]+) rows .* in ([\d.]+) s")
+class CliRows:
+    """Parquet load and export: in-process DuckDB vs the ``clients`` CLI on this server.
 
+    ``in_process(con=...)`` runs while the in-process system is measured,
+    ``server(uri, user, password)`` while this server is up; ``to_markdown()``
+    renders the second table.  Times are medians of ``--repeat`` runs.
+    """
 
-def parse_cli_summary(stdout: str, kind: str) -> tuple[int, float] | None:
-    """(rows, seconds) from the CLI's own summary line ('loaded ...' / 'wrote ...')."""
-    m = (_LOADED if kind == "load" else _WROTE).search(stdout)
-    if not m:
-        return None
-    return int(m.group(1).replace(",", "")), float(m.group(2))
+    def __init__(self, args, cached_db: Path, log):
+        from tpch import DATA_DIR, sf_label
+
+        self._args, self._log = args, log
+        self._repo = Path(__file__).resolve().parent.parent
+        self._parquet = ensure_lineitem_parquet(
+            cached_db, DATA_DIR / f"lineitem-sf{sf_label(args.sf)}.parquet", log)
+        self._rows = parquet_rows(self._parquet)
+        self._tmp = Path(cached_db).parent
+        self.local: dict[str, float] = {}
+        self.server: dict[str, float | str] = {}
+        self.notes: list[str] = []
+
+    def _median(self, fn) -> float:
+        import statistics
+
+        times = []
+        for _ in range(self._args.repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    def in_process(self, con) -> None:
+        self._log("CLI rows: in-process Parquet load and export")
+        db_path = self._tmp / "cli-load-local.duckdb"
+        out = self._tmp / "cli-export-local.parquet"
+        stmt_times = []
+
+        def load() -> None:
+            t_stmt, _, n = local_load(db_path, self._parquet)
+            if n != self._rows:
+                raise RuntimeError(f"loaded {n} rows, expected {self._rows}")
+            stmt_times.append(t_stmt)
+
+        try:
+            self._median(load)
+            self.local["load"] = sorted(stmt_times)[len(stmt_times) // 2]
+            self.local["export"] = self._median(lambda: local_export(con, out))
+        finally:
+            for f in (db_path, Path(str(db_path) + ".wal"), out):
+                f.unlink(missing_ok=True)
+
+    def server(self, uri: str, user: str, password: str) -> None:
+        self._log("CLI rows: python -m clients load / query --output against this server")
+        out = self._tmp / "cli-export-server.parquet"
+
+        def cli(args: list[str]) -> str:
+            return run_cli(uri, args, self._repo, user=user, password=password)
+
+        try:
+            fixed = self._median(lambda: cli(["query", "select 1"]))
+            self.notes.append(f"CLI fixed cost (`python -m clients query \"select 1\"`): "
+                              f"{fixed:.2f}s, included in both server times")
+            self.server["load"] = self._median(lambda: cli(
+                ["load", str(self._parquet), "--table", "lineitem_loaded", "--mode", "replace"]))
+            self.server["export"] = self._median(lambda: cli(
+                ["query", "SELECT * FROM lineitem", "--output", str(out)]))
+            n = parquet_rows(out)
+            if n != self._rows:
+                raise RuntimeError(f"exported {n} rows, expected {self._rows}")
+        except Exception as exc:  # noqa: BLE001 - shown in the table
+            text = f"{type(exc).__name__}: {exc}".replace("\n", " ").replace("|", "/")[:200]
+            for k in ("load", "export"):
+                self.server.setdefault(k, f"error: {text}")
+        finally:
+            out.unlink(missing_ok=True)
+
+    def to_markdown(self) -> str:
+        lines = [f"CLI rows (`lineitem`, {self._rows:,} rows; median of {self._args.repeat}):", "",
+                 "| workload | in-process DuckDB (s) | this server via `python -m clients` (s) "
+                 "| ratio |", "|---|---:|---:|---:|"]
+        labels = {"load": "Parquet file -> new table", "export": "`lineitem` -> Parquet file"}
+        for k, label in labels.items():
+            a, b = self.local.get(k), self.server.get(k)
+            ratio = f"{b / a:.2f}x" if isinstance(a, float) and isinstance(b, float) else "n/a"
+            cell = f"{b:.3f}" if isinstance(b, float) else (b or "—")
+            lines.append(f"| {label} | {a:.3f} | {cell} | {ratio} |" if a else
+                         f"| {label} | — | {cell} | {ratio} |")
+        lines += [""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines)
