@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import structlog
 
@@ -16,7 +17,8 @@ from .config import Config, ConfigError
 from .engine import Database, SessionPool
 from .engine.database import EngineSettings
 from .engine.extensions import ExtensionError
-from .memory import effective_limit
+from .engine.spill import SpillSpace
+from .memory import effective_limit, parse_size
 from .service.server import FlightSqlServer
 
 log = structlog.get_logger("flight_server")
@@ -47,9 +49,25 @@ def build_server(config: Config) -> FlightSqlServer:
         raise ConfigError(f"DUCKDB_EXTENSIONS: {exc}") from None
     pool = SessionPool(database.connect, max_sessions=config.pool_size,
                        idle_timeout=config.session_idle_timeout, max_prepared=config.max_prepared_statements,
-                       parse=database.parse)
+                       parse=database.parse, max_sessions_per_user=config.user_session_cap,
+                       idle_in_transaction_timeout=config.idle_in_transaction_timeout,
+                       spill=build_spill(config), max_parked=config.max_parked_results)
     pool.start()
     return FlightSqlServer(config, database, pool, auth=auth, tls=tls, policy=build_policy(config, database))
+
+
+def build_spill(config: Config) -> SpillSpace:
+    """Spill files of unread results: in <temp folder>/results, counted with DuckDB's own spill files against
+    --max-temp-directory-size (default, as DuckDB's: 90% of the disk space free at start)."""
+    if config.max_temp_directory_size:
+        limit = parse_size(config.max_temp_directory_size)
+    else:
+        os.makedirs(config.temp_directory, exist_ok=True)
+        limit = int(shutil.disk_usage(config.temp_directory).free * 0.9)
+    per_user = parse_size(config.max_spill_per_user) if config.max_spill_per_user else limit // 2
+    per_session = parse_size(config.max_spill_per_session) if config.max_spill_per_session else limit // 4
+    return SpillSpace(os.path.join(config.temp_directory, "results"), limit, per_user, per_session,
+                      parse_size(config.max_result_memory), duckdb_directory=config.temp_directory)
 
 
 def build_policy(config: Config, database: Database) -> Policy:

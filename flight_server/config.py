@@ -99,6 +99,13 @@ def _log_level(text: str) -> str:
     return value
 
 
+def _lake_catalog(text: str) -> str:
+    # SQL can read an attached database's connection string (duckdb_databases()): no passwords in it.
+    if "password" in text.lower():
+        raise ValueError("put the catalog's password in PGPASSWORD (or ~/.pgpass), not in the connection string")
+    return text.strip()
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "FLIGHT_HOST", "127.0.0.1", "Address to listen on."),
     Setting("port", "FLIGHT_PORT", 31337, "gRPC port for Flight SQL.", _port),
@@ -130,6 +137,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("statement_timeout", "FLIGHT_STATEMENT_TIMEOUT", 0.0,
             "Seconds before a statement is interrupted (0: none); sessions may override it.",
             _non_negative_float),
+    Setting("max_sessions_per_user", "FLIGHT_MAX_SESSIONS_PER_USER", 0,
+            "Sessions one user may hold (0: half of --pool-size); a user at the cap gets its oldest idle session "
+            "reclaimed. Without auth the user is the client's IP address.", _non_negative_int),
+    Setting("max_statements_per_user", "FLIGHT_MAX_STATEMENTS_PER_USER", 0,
+            "Statements one user may have running, and as many waiting (0: half of --max-concurrent-statements);"
+            " beyond that the user's statements are refused at once.", _non_negative_int),
+    Setting("stall_timeout", "FLIGHT_STALL_TIMEOUT", 10.0,
+            "Seconds a client may stop reading a result before its stream gives up its execution slot (the "
+            "stream stays open and takes a slot again when the client reads on; 0: never).", _non_negative_float),
+    Setting("idle_in_transaction_timeout", "FLIGHT_IDLE_IN_TRANSACTION_TIMEOUT", 60.0,
+            "Seconds a session may sit idle inside a transaction before it is rolled back and closed (0: never).",
+            _non_negative_float),
+    Setting("max_parked_results", "FLIGHT_MAX_PARKED_RESULTS", 16,
+            "Results a session may keep unfetched (executed, not yet read); the oldest is dropped first.",
+            _positive_int),
+    Setting("max_result_memory", "FLIGHT_MAX_RESULT_MEMORY", "64MB",
+            "Memory for small unfetched results kept whole, all sessions together; beyond it they go to spill "
+            "files.", _size),
+    Setting("max_spill_per_user", "FLIGHT_MAX_SPILL_PER_USER", "",
+            "Disk one user's spilled results may take (default: half of the spill space, which is "
+            "--max-temp-directory-size, shared with DuckDB's own spill files).", _size),
+    Setting("max_spill_per_session", "FLIGHT_MAX_SPILL_PER_SESSION", "",
+            "Disk one session's spilled results may take (default: a quarter of the spill space).", _size),
     Setting("breaker_failure_threshold", "FLIGHT_BREAKER_FAILURE_THRESHOLD", 5,
             "Infrastructure failures within the window that open the circuit breaker.", _positive_int),
     Setting("breaker_window", "FLIGHT_BREAKER_WINDOW", 60.0, "Seconds over which failures are counted.",
@@ -183,6 +213,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("s3_endpoint", "DUCKDB_S3_ENDPOINT", "", "S3-compatible endpoint host:port (MinIO, R2, ...)."),
     Setting("s3_url_style", "DUCKDB_S3_URL_STYLE", "", "'vhost' or 'path'."),
     Setting("s3_use_ssl", "DUCKDB_S3_USE_SSL", "", "true/false: HTTPS to the endpoint (default true)."),
+    Setting("lake_catalog", "FLIGHT_LAKE_CATALOG", "", "Serve a DuckLake instead of the DuckDB file: its catalog, "
+            "a PostgreSQL connection string ('postgres:host=db dbname=lake user=flight'; password from PGPASSWORD) "
+            "shared by many nodes, or a DuckDB file for one node.", _lake_catalog, secret=True),
+    Setting("lake_data_path", "FLIGHT_LAKE_DATA_PATH", "", "Where the lake's Parquet files live: "
+            "'s3://bucket/prefix/' (credentials from the DUCKDB_S3_* settings) or a folder (default: lake in the "
+            "data folder)."),
+    Setting("cluster_secret", "FLIGHT_CLUSTER_SECRET", "", "Key shared by the nodes serving one lake: signs "
+            "tickets that any node can redeem (unset: a ticket is served by the node that issued it).",
+            secret=True),
+    Setting("ticket_ttl", "FLIGHT_TICKET_TTL", 300.0, "Seconds a signed (cluster) ticket stays valid.",
+            _non_negative_float),
     Setting("log_sql", "FLIGHT_LOG_SQL", True, "Include SQL text in statement log records.", _bool),
     Setting("log_level", "FLIGHT_LOG_LEVEL", "info", "debug, info, warning or error.", _log_level),
 )
@@ -209,6 +250,14 @@ class Config:
     max_queued_statements: int = 128
     queue_timeout: float = 30.0
     statement_timeout: float = 0.0
+    max_sessions_per_user: int = 0
+    max_statements_per_user: int = 0
+    stall_timeout: float = 10.0
+    idle_in_transaction_timeout: float = 60.0
+    max_parked_results: int = 16
+    max_result_memory: str = "64MB"
+    max_spill_per_user: str = ""
+    max_spill_per_session: str = ""
     breaker_failure_threshold: int = 5
     breaker_window: float = 60.0
     breaker_reset_timeout: float = 30.0
@@ -242,6 +291,10 @@ class Config:
     s3_endpoint: str = ""
     s3_url_style: str = ""
     s3_use_ssl: str = ""
+    lake_catalog: str = ""
+    lake_data_path: str = ""
+    cluster_secret: str = ""
+    ticket_ttl: float = 300.0
     log_sql: bool = True
     log_level: str = "info"
 
@@ -258,6 +311,18 @@ class Config:
     @property
     def temp_directory(self) -> str:
         return os.path.join(self.data_dir, "tmp")
+
+    @property
+    def user_session_cap(self) -> int:
+        return self.max_sessions_per_user or max(1, self.pool_size // 2)
+
+    @property
+    def user_statement_cap(self) -> int:
+        return self.max_statements_per_user or max(1, self.max_concurrent_statements // 2)
+
+    @property
+    def lake_data_folder(self) -> str:
+        return self.lake_data_path or os.path.join(self.data_dir, "lake")
 
     @property
     def location(self) -> str:

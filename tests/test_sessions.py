@@ -211,7 +211,8 @@ def test_pool_size_sessions_are_released(start_server):
 def test_pool_size_limit_waits_or_rejects_then_recovers(start_server):
     """With --pool-size 2 and two busy sessions, a third either waits for a free
     slot or is rejected with an error; it never hangs after a slot frees up."""
-    srv = start_server(pool_size=2)
+    # All test clients are one user (127.0.0.1): a per-user cap of 1 would reclaim a's idle session.
+    srv = start_server(pool_size=2, max_sessions_per_user=2)
     a, b = srv.connect(), srv.connect()
     cur = a.cursor()
     cur.execute("CREATE TEMP TABLE hold_a AS SELECT 1 AS x")

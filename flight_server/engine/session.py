@@ -18,6 +18,7 @@ import pyarrow as pa
 from . import ingest, parameters, statements
 from .errors import NotFoundError, QueryError, UnavailableError, classify
 from .incoming import IncomingBatches
+from .spill import SpillSpace
 from .streaming import ResultStream
 
 
@@ -64,6 +65,16 @@ class Session:
     running: object | None = None
     # Splits SQL into statements on a sandboxed connection (the Database's parser); None: this session's own.
     parser: Callable[[str], Sequence[duckdb.Statement]] | None = None
+    # Whose session this is (a user, or a client address without auth): per-user caps count it.
+    owner: str = ""
+    # Client connections (names given by the service) that used it, with when they were last seen: the pool
+    # reclaims the session once none of them is open any more.
+    peers: dict[str, float] = field(default_factory=dict)
+    max_parked: int = 16
+    # Where results go that must leave the connection before they are read (SpillSpace.default() if None).
+    spill_space: SpillSpace | None = None
+    # A transaction opened by SQL (BEGIN in a statement) rather than by BeginTransaction.
+    sql_transaction: bool = False
     # Open read-only transaction the session runs a read-only role's statements in (see _statement_begins).
     _read_transaction: bool = False
 
@@ -75,30 +86,44 @@ class Session:
 
     # -- the connection ---------------------------------------------------
 
+    @property
+    def in_transaction(self) -> bool:
+        """Whether the client holds a transaction open (BeginTransaction, or BEGIN in SQL)."""
+        return self.transaction_id is not None or self.sql_transaction
+
+    @property
+    def streaming(self) -> bool:
+        """Whether a call is sending one of this session's results now."""
+        return any(stream.streaming for stream in self.streams)
+
     @contextlib.contextmanager
     def busy(self):
-        """Holds the connection for one operation. Results still being sent (or parked for DoGet) are read
-        into memory first, since DuckDB ends a connection's open result when it runs the next statement."""
+        """Holds the connection for one operation. Results still being sent (or parked for DoGet) go to spill
+        files first, since DuckDB ends a connection's open result when it runs the next statement."""
         with self.lock:
             if self.closed:
                 raise UnavailableError("session is closed")
-            for stream in self.streams:
-                stream.materialize()
-            self.streams = [s for s in self.streams if not s.finished]
-            if self._read_transaction:
-                self._end_read_transaction()
             self.touch()
             self.running = CURRENT_CALL.get()
             try:
+                for stream in self.streams:
+                    stream.spill()
+                self.streams = [s for s in self.streams if not s.finished]
+                if self._read_transaction:
+                    self._end_read_transaction()
                 yield self.conn
             finally:
                 self.running = None
+
+    def _result(self, reader: pa.RecordBatchReader) -> ResultStream:
+        return ResultStream(reader, self.lock, self.touch, self._set_running, self.spill_space,
+                            (self.owner, self.session_id))
 
     def park(self, reader: pa.RecordBatchReader) -> bytes:
         """Keeps a result until the client fetches it with DoGet; returns its handle."""
         with self.lock:
             handle = secrets.token_bytes(16)
-            stream = ResultStream(reader, self.lock, self.touch, self._set_running)
+            stream = self._result(reader)
             self.running = CURRENT_CALL.get()
             try:
                 stream.read_ahead()
@@ -107,7 +132,7 @@ class Session:
             self.parked[handle] = stream
             if not stream.finished:
                 self.streams.append(stream)
-            while len(self.parked) > _MAX_PARKED:
+            while len(self.parked) > self.max_parked:
                 _, old = self.parked.popitem(last=False)
                 old.close()
             return handle
@@ -123,12 +148,13 @@ class Session:
             stream = self.parked.pop(handle, None)
         if stream is None:
             raise NotFoundError("result ticket not found (already fetched, cancelled or expired)")
+        stream.release_memory()  # a small whole result now belongs to the call that sends it
         return stream
 
     def stream(self, reader: pa.RecordBatchReader) -> ResultStream:
         """Wraps a result that is sent right away (tickets that carry their own statement)."""
         with self.lock:
-            stream = ResultStream(reader, self.lock, self.touch, self._set_running)
+            stream = self._result(reader)
             self.streams.append(stream)
             return stream
 
@@ -172,20 +198,43 @@ class Session:
         except Exception:
             self._quiet_rollback()
 
+    def end_idle_snapshot(self) -> None:
+        """Ends the read-only transaction a read session keeps after a statement, once no result of it is left
+        on the connection (call with the lock held): an idle reader then pins no old row versions."""
+        if self._read_transaction and not any(stream.on_engine for stream in self.streams):
+            self._end_read_transaction()
+
     def execute(self, sql: str, transaction_id: bytes | None = None) -> statements.Outcome:
         """Runs SQL now (DDL and DML take effect here) and returns its result stream."""
         parsed = self._parse(sql)
         with self.busy():
             self._check_transaction(transaction_id)
             self._statement_begins()
-            return statements.run(self.conn, parsed)
+            with self._tracking_transactions(parsed):
+                return statements.run(self.conn, parsed)
 
     def execute_update(self, sql: str, transaction_id: bytes | None = None) -> int:
         parsed = self._parse(sql)
         with self.busy():
             self._check_transaction(transaction_id)
             self._statement_begins()
-            return statements.run_update(self.conn, parsed)
+            with self._tracking_transactions(parsed):
+                return statements.run_update(self.conn, parsed)
+
+    @contextlib.contextmanager
+    def _tracking_transactions(self, parsed: statements.Parsed):
+        """Notes whether SQL left a transaction open (BEGIN ... without COMMIT), for the idle-in-transaction
+        timeout. After a failure a BEGIN among the statements counts as open (DuckDB keeps a failed
+        transaction open until ROLLBACK)."""
+        kinds = [_transaction_kind(s.query) for s in parsed.statements if s.type == duckdb.StatementType.TRANSACTION]
+        try:
+            yield
+        except BaseException:
+            if "begin" in kinds:
+                self.sql_transaction = True
+            raise
+        if kinds:
+            self.sql_transaction = kinds[-1] == "begin"
 
     def schema_of(self, sql: str) -> pa.Schema | None:
         """The result schema of a query without running it (None when it cannot be known beforehand)."""
@@ -399,13 +448,13 @@ class Session:
             if self.closed:
                 return
             self.closed = True
-            if self.transaction_id is not None or self._read_transaction:
+            if self.in_transaction or self._read_transaction:
                 self._quiet_rollback()
                 self.transaction_id = None
-                self._read_transaction = False
+                self._read_transaction = self.sql_transaction = False
             self.prepared.clear()
-            for stream in self.streams:
-                stream.close()
+            for stream in list(self.parked.values()) + self.streams:
+                stream.close()  # deletes its spill file
             self.parked.clear()
             self.streams.clear()
             try:
@@ -417,12 +466,16 @@ class Session:
         self.last_used = time.monotonic()
 
 
-_MAX_PARKED = 16
-
 # The call (a marker object set by the service) on whose behalf this thread works; busy() records it as
 # the session's running call while it holds the connection.
 CURRENT_CALL: contextvars.ContextVar[object | None] = contextvars.ContextVar("current_call", default=None)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+
+
+def _transaction_kind(text: str) -> str:
+    """'begin' for BEGIN/START TRANSACTION, 'end' for COMMIT/END/ROLLBACK/ABORT."""
+    words = text.split()
+    return "begin" if words and words[0].upper() in ("BEGIN", "START") else "end"
 
 
 def _quote(identifier: str) -> str:

@@ -1,14 +1,16 @@
-"""A result on its way to a client: yields DuckDB's record batches in wire-sized pieces, and can read the rest
-into memory when its connection must run another statement (DuckDB ends a connection's open result then)."""
+"""A result on its way to a client: yields DuckDB's record batches in wire-sized pieces, and writes the rest to
+a spill file when its connection must run another statement (DuckDB ends a connection's open result then)."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 
-from .errors import classify
+from .errors import EngineError, ResourceError, classify
+from .spill import SpillFile, SpillSpace
 
 # Clients refuse messages over 16 MiB by default; stay well below it.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -19,12 +21,21 @@ class ResultStream:
 
     def __init__(self, reader: pa.RecordBatchReader, lock: threading.RLock,
                  on_batch: Callable[[], None] | None = None,
-                 set_running: Callable[[object | None], None] | None = None):
+                 set_running: Callable[[object | None], None] | None = None,
+                 space: SpillSpace | None = None, account: tuple[str, str] = ("", "")):
         self._reader: pa.RecordBatchReader | None = reader
         self._on_batch = on_batch  # keeps the session from looking idle while it streams
         self._set_running = set_running  # tells the session whose work a batch fetch is
         self.marker: object | None = None  # the streaming call's marker
-        self._buffered: list[pa.RecordBatch] | None = None
+        self._space = space  # where the rest goes when the connection is needed (SpillSpace.default() if None)
+        self._account = account  # (user, session) the spill files are counted against
+        self._spill: SpillFile | None = None
+        self._error: EngineError | None = None  # why the rest of the result was dropped
+        self._memory = 0  # bytes of `complete` counted against the space's memory budget
+        self._idle_since: float | None = None  # when the client was last handed a batch (None: not waiting)
+        # Called (outside the session lock) before DuckDB is asked for a batch: the service takes back an
+        # execution slot the stream gave up while its client stalled.
+        self.before_fetch: Callable[[], None] | None = None
         self._lock = lock
         self.schema = reader.schema
         self.finished = False
@@ -44,9 +55,17 @@ class ResultStream:
         except StopIteration:
             table = pa.Table.from_batches(head, self.schema)
             if table.nbytes <= MAX_MESSAGE_BYTES:
+                self._reader = None
+                if not self.space.hold_memory(table.nbytes):
+                    self._head = head  # no room in memory: it goes to a spill file like a long result
+                    self.spill("small results already fill --max-result-memory")
+                    if self._error is not None:
+                        self.finished = True
+                        raise self._error
+                    return
+                self._memory = table.nbytes
                 self.complete = table
                 self.finished = True
-                self._reader = None
                 self.rows_sent, self.bytes_sent = table.num_rows, table.nbytes
                 return
         except Exception as exc:
@@ -68,48 +87,110 @@ class ResultStream:
         if not self.finished:
             self.close()
 
-    def materialize(self) -> None:
-        """Reads what DuckDB has not yet sent into memory (call with the session lock held)."""
-        if self.finished or self._buffered is not None:
+    @property
+    def space(self) -> SpillSpace:
+        if self._space is None:
+            self._space = SpillSpace.default()
+        return self._space
+
+    @property
+    def streaming(self) -> bool:
+        """Whether a call is sending this result now."""
+        return self._client_gone is not None and not self.finished
+
+    @property
+    def on_engine(self) -> bool:
+        """Whether the rest still comes from DuckDB (not from memory or a spill file)."""
+        return self._reader is not None and not self.finished
+
+    def stalled_for(self) -> float:
+        """Seconds since the client was handed its last batch without asking for the next (0 while DuckDB
+        works on a batch, before the first and after the last)."""
+        since = self._idle_since
+        return 0.0 if since is None or self.finished else time.monotonic() - since
+
+    def spill(self, why: str = "the session ran another statement before this result was read") -> None:
+        """Writes what DuckDB has not yet sent to a spill file (call with the session lock held). A result
+        that does not fit the spill caps is dropped; its client gets the reason when it asks for more."""
+        if self.finished or self._spill is not None or self._error is not None:
             return
         if self._client_gone is not None and self._client_gone():
             self.close()  # nobody will read the rest: drop it instead of producing it
             return
+        user, session = self._account
+        spill = self.space.open(self.schema, user, session)
         try:
-            self._buffered = self._head + (list(self._reader) if self._reader is not None else [])
+            for batch in self._head:
+                spill.write(batch)
             self._head = []
+            while self._reader is not None:
+                try:
+                    batch = self._reader.read_next_batch()
+                except StopIteration:
+                    break
+                spill.write(batch)
+            spill.finish()
+            self._spill = spill
         except Exception as exc:
-            self._buffered = []
-            self._error = classify(exc)
-        self._reader = None
+            spill.discard()
+            self._head = []
+            error = classify(exc)
+            if isinstance(error, ResourceError):
+                self.space.dropped += 1
+                error = ResourceError(
+                    f"result dropped: {why}, and the rest of it did not fit on disk: {error.message}")
+            self._error = error
+        finally:
+            self._close_reader()
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            try:
+                self._reader.close()
+            except Exception:
+                pass
+            self._reader = None
+
+    def release_memory(self) -> None:
+        """The whole small result is no longer kept here (handed to its call, or dropped)."""
+        if self._memory:
+            self.space.free_memory(self._memory)
+            self._memory = 0
 
     def close(self) -> None:
         with self._lock:
             self.finished = True
-            self._buffered = []
-            if self._reader is not None:
-                try:
-                    self._reader.close()
-                except Exception:
-                    pass
-                self._reader = None
+            self._head = []
+            self._close_reader()
+            if self._spill is not None:
+                self._spill.discard()
+                self._spill = None
+            self.release_memory()
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        while True:
-            batch = self._next()
-            if batch is None:
-                return
-            self.rows_sent += batch.num_rows
-            self.bytes_sent += batch.nbytes
-            if batch.nbytes <= MAX_MESSAGE_BYTES or batch.num_rows <= 1:
-                yield batch
-                continue
-            pieces = -(-batch.nbytes // MAX_MESSAGE_BYTES)
-            step = max(1, -(-batch.num_rows // pieces))
-            for offset in range(0, batch.num_rows, step):
-                yield batch.slice(offset, step)
+        try:
+            while True:
+                self._idle_since = None
+                batch = self._next()
+                if batch is None:
+                    return
+                self.rows_sent += batch.num_rows
+                self.bytes_sent += batch.nbytes
+                if batch.nbytes <= MAX_MESSAGE_BYTES or batch.num_rows <= 1:
+                    self._idle_since = time.monotonic()
+                    yield batch
+                    continue
+                pieces = -(-batch.nbytes // MAX_MESSAGE_BYTES)
+                step = max(1, -(-batch.num_rows // pieces))
+                for offset in range(0, batch.num_rows, step):
+                    self._idle_since = time.monotonic()
+                    yield batch.slice(offset, step)
+        finally:
+            self._idle_since = None
 
     def _next(self) -> pa.RecordBatch | None:
+        if self.before_fetch is not None and self.on_engine and not self._head:
+            self.before_fetch()
         with self._lock:
             if self.finished:
                 return None
@@ -117,14 +198,14 @@ class ResultStream:
                 self._on_batch()
             if self._head:
                 return self._head.pop(0)
-            if self._buffered is not None:
-                if self._buffered:
-                    return self._buffered.pop(0)
-                error = getattr(self, "_error", None)
+            if self._spill is not None:
+                batch = self._spill.read_next()
+                if batch is None:
+                    self.close()
+                return batch
+            if self._error is not None:
                 self.finished = True
-                if error is not None:
-                    raise error
-                return None
+                raise self._error
             try:
                 if self._set_running is not None:
                     self._set_running(self.marker)

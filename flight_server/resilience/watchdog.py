@@ -1,4 +1,5 @@
-"""Interrupts DuckDB work whose client has gone (cancel, deadline, disconnect) or that ran past its timeout."""
+"""Interrupts DuckDB work whose client has gone (cancel, deadline, disconnect) or that ran past its timeout, and
+polls streaming calls (a stalled reader gives up its execution slot)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ class _Watch:
     deadline: float | None
     fired: bool = False
     reason: str = ""
+    poll: Callable[[], None] | None = None  # called every interval while watched (must not block)
 
 
 class Watchdog:
@@ -44,6 +46,13 @@ class Watchdog:
             self._watches[token] = _Watch(is_cancelled, interrupt, deadline)
         return token
 
+    def poll(self, token: int, check: Callable[[], None]) -> None:
+        """Also calls `check` every interval while `token` is watched."""
+        with self._lock:
+            watch = self._watches.get(token)
+            if watch is not None:
+                watch.poll = check
+
     def unwatch(self, token: int) -> str:
         """Stops watching; returns why the call was interrupted ('' if it was not)."""
         with self._lock:
@@ -60,10 +69,13 @@ class Watchdog:
         while not self._stop.wait(self.interval):
             now = time.monotonic()
             due: list[tuple[_Watch, str]] = []
+            checks: list[Callable[[], None]] = []
             # Poll under the lock: unwatch() (at call completion) then cannot race a poll of a
             # call context that gRPC is about to free.
             with self._lock:
                 for watch in self._watches.values():
+                    if watch.poll is not None:
+                        checks.append(watch.poll)
                     if watch.fired:
                         continue
                     if watch.deadline is not None and now > watch.deadline:
@@ -76,6 +88,11 @@ class Watchdog:
                         pass
             for watch, reason in due:
                 self._fire(watch, reason)
+            for check in checks:
+                try:
+                    check()
+                except Exception:
+                    pass
 
     def _fire(self, watch: _Watch, reason: str) -> None:
         watch.fired = True

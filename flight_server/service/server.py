@@ -25,6 +25,7 @@ from ..protocol import commands
 from ..protocol import flight_sql_pb2 as sql
 from . import status
 from .capabilities import sql_info_values
+from .connections import LiveConnections, client_address, client_host
 from .handlers.base import Call
 from .handlers.ingest import IngestHandlers
 from .handlers.metadata import METADATA_COMMANDS, MetadataHandlers
@@ -135,7 +136,8 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         self.sql_info_values = sql_info_values(config.read_only, database.version, database.keywords())
         self.stats = StatementStats()
         self.admission = AdmissionController(config.max_concurrent_statements, config.max_queued_statements,
-                                             config.queue_timeout)
+                                             config.queue_timeout, per_user=config.user_statement_cap)
+        self.pool.live_peers = LiveConnections(self.port)  # sessions of vanished clients are reclaimed
         self.breaker = CircuitBreaker(config.breaker_failure_threshold, config.breaker_window,
                                       config.breaker_reset_timeout)
         self.watchdog = Watchdog()
@@ -151,11 +153,14 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
 
     def _call(self, context: flight.ServerCallContext) -> Call:
         """The caller's session: by token session, else by user and connection (or cookie) when auth is on."""
+        peer = context.peer()
         if self.auth is None:
             key = self.keys.key_for(context)
-            # No users: every session is admin, but the rules that hold for every role still apply.
-            session = self.pool.get(key, RoleAuthorizer(ADMIN, self.policy))
-            return Call(key=key, peer=context.peer(), session=session, context=context)
+            # No users: every session is admin, but the rules that hold for every role still apply. Per-user
+            # caps count the client's IP address.
+            owner = client_host(peer)
+            session = self.pool.get(key, RoleAuthorizer(ADMIN, self.policy), owner, client_address(peer))
+            return Call(key=key, peer=peer, session=session, context=context, owner=owner)
         principal = principal_of(context)
         if principal is None:
             raise flight.FlightUnauthenticatedError("authentication required")
@@ -166,8 +171,10 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             key = f"b:{principal.user}|{self.keys.key_for(context)}"
             context.get_middleware(AUTH_KEY).outgoing_token = self.auth.signer.issue(
                 principal.user, principal.role, key[2:])
-        session = self.pool.get(key, RoleAuthorizer(principal.role, self.policy))
-        return Call(key=key, peer=context.peer(), session=session, principal=principal, context=context)
+        session = self.pool.get(key, RoleAuthorizer(principal.role, self.policy), principal.user,
+                                client_address(peer))
+        return Call(key=key, peer=peer, session=session, principal=principal, context=context,
+                    owner=principal.user)
 
     def _require_admin(self, context, what: str) -> None:
         if self.auth is None:
@@ -204,7 +211,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         self.recovery.check()
         self.breaker.before()
         try:
-            self.admission.acquire()
+            call.lease = self.admission.lease(call.owner)
         except BaseException:
             self.breaker.abandon_probe()
             raise
@@ -231,6 +238,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
                     deferred = True
                     hooks.on_complete.append(
                         lambda exc: self._finish(token, statement_id, kind, call, started, exc, rows, message))
+                    self._release_when_stalled(token, call)
             return result
         except BaseException as exc:
             error = exc
@@ -247,7 +255,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
     def _finish(self, token, statement_id, kind, call, started, error, rows, message) -> None:
         if token is not None:
             self.watchdog.unwatch(token)
-        self.admission.release()
+        call.lease.release()
         seconds = time.perf_counter() - started
         mapped = status.to_flight_error(error) if error is not None else None
         outcome = "ok" if error is None else type(mapped).__name__
@@ -285,6 +293,21 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             if text and sql_scan.is_sensitive(text):
                 detail = detail.split(":", 1)[0] + ": <details withheld: the statement may carry credentials>"
             log.info("statement", error=detail[:500], **fields)
+
+    def _release_when_stalled(self, token: int, call: Call) -> None:
+        """A stream whose client stops reading for --stall-timeout seconds gives up its execution slot (DuckDB
+        does nothing for it meanwhile); it takes one again before DuckDB works for it again."""
+        stream, lease, stall = call.result, call.lease, self.config.stall_timeout
+        if stream is None or not stall:
+            return
+        stream.before_fetch = lease.hold
+
+        def check() -> None:
+            if lease.held and stream.stalled_for() > stall:
+                lease.release()
+                log.info("stalled stream gave up its slot", session=call.session.session_id, peer=call.peer,
+                         user=call.owner, stalled_s=round(stream.stalled_for(), 1))
+        self.watchdog.poll(token, check)
 
     def _count_streamed(self, rows: int, nbytes: int) -> None:
         self.stats.streamed(rows, nbytes)

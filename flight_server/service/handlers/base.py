@@ -27,6 +27,8 @@ class Call:
     context: flight.ServerCallContext | None = None
     result: object | None = None  # the engine ResultStream this call sends, for its row/byte counts
     marker: object | None = None  # names this call's DuckDB work, so cancels interrupt only that work
+    owner: str = ""  # whom per-user caps count this call against: the user, or the client's IP without auth
+    lease: object | None = None  # resilience.admission.Lease: the execution slot of a statement call
 
     def stream(self, result) -> flight.RecordBatchStream:
         """Sends an engine ResultStream; when the call ends (finished, failed or cancelled) the stream is
