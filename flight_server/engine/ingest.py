@@ -84,6 +84,7 @@ def ingest(conn: duckdb.DuckDBPyConnection, batches: IncomingBatches, target: In
         # The validation error says which batch and column; DuckDB's wrapping of it says less.
         raise (batches.error or classify(exc)) from None
     finally:
+        batches.close()
         try:
             conn.unregister(view)
         except Exception:
