@@ -11,6 +11,7 @@ second, small table (in-process vs this server), printed under the main one.
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -124,6 +125,10 @@ def run_cli(uri: str, args: list[str], repo_root: Path, timeout: float = 900.0,
     return proc.stdout
 
 
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ").replace("|", "/")[:200]
+
+
 class CliRows:
     """Parquet load and export: in-process DuckDB vs the ``clients`` CLI on this server.
 
@@ -141,13 +146,11 @@ class CliRows:
             cached_db, DATA_DIR / f"lineitem-sf{sf_label(args.sf)}.parquet", log)
         self._rows = parquet_rows(self._parquet)
         self._tmp = Path(cached_db).parent
-        self.local: dict[str, float] = {}
-        self.server: dict[str, float | str] = {}
+        self.local_s: dict[str, float] = {}
+        self.server_s: dict[str, float | str] = {}
         self.notes: list[str] = []
 
     def _median(self, fn) -> float:
-        import statistics
-
         times = []
         for _ in range(self._args.repeat):
             t0 = time.perf_counter()
@@ -169,8 +172,10 @@ class CliRows:
 
         try:
             self._median(load)
-            self.local["load"] = sorted(stmt_times)[len(stmt_times) // 2]
-            self.local["export"] = self._median(lambda: local_export(con, out))
+            self.local_s["load"] = statistics.median(stmt_times)
+            self.local_s["export"] = self._median(lambda: local_export(con, out))
+        except Exception as exc:  # noqa: BLE001 - a note, not a crash
+            self.notes.append(f"in-process CLI rows failed: {_one_line(exc)}")
         finally:
             for f in (db_path, Path(str(db_path) + ".wal"), out):
                 f.unlink(missing_ok=True)
@@ -186,17 +191,16 @@ class CliRows:
             fixed = self._median(lambda: cli(["query", "select 1"]))
             self.notes.append(f"CLI fixed cost (`python -m clients query \"select 1\"`): "
                               f"{fixed:.2f}s, included in both server times")
-            self.server["load"] = self._median(lambda: cli(
+            self.server_s["load"] = self._median(lambda: cli(
                 ["load", str(self._parquet), "--table", "lineitem_loaded", "--mode", "replace"]))
-            self.server["export"] = self._median(lambda: cli(
+            self.server_s["export"] = self._median(lambda: cli(
                 ["query", "SELECT * FROM lineitem", "--output", str(out)]))
             n = parquet_rows(out)
             if n != self._rows:
                 raise RuntimeError(f"exported {n} rows, expected {self._rows}")
         except Exception as exc:  # noqa: BLE001 - shown in the table
-            text = f"{type(exc).__name__}: {exc}".replace("\n", " ").replace("|", "/")[:200]
             for k in ("load", "export"):
-                self.server.setdefault(k, f"error: {text}")
+                self.server_s.setdefault(k, f"error: {_one_line(exc)}")
         finally:
             out.unlink(missing_ok=True)
 
@@ -206,7 +210,7 @@ class CliRows:
                  "| ratio |", "|---|---:|---:|---:|"]
         labels = {"load": "Parquet file -> new table", "export": "`lineitem` -> Parquet file"}
         for k, label in labels.items():
-            a, b = self.local.get(k), self.server.get(k)
+            a, b = self.local_s.get(k), self.server_s.get(k)
             ratio = f"{b / a:.2f}x" if isinstance(a, float) and isinstance(b, float) else "n/a"
             cell = f"{b:.3f}" if isinstance(b, float) else (b or "—")
             lines.append(f"| {label} | {a:.3f} | {cell} | {ratio} |" if a else

@@ -156,6 +156,7 @@ def run_system(system: System, res: report.Results, ctx: workloads.Context, cach
         if system.command is None:
             con = duckdb.connect(str(db))
             try:
+                con.execute("SET enable_progress_bar = false")
                 measure(res, ctx, {"inproc": lambda: targets.InProcess(con)})
                 if extra:
                     extra(con=con)
