@@ -121,12 +121,26 @@ def adbc_flightsql(uri: str, user: str | None = None, password: str | None = Non
     return connect
 
 
+class AdbcQuack(Adbc):
+    """The Quack driver: says so when it cannot ingest a column type."""
+
+    def ingest(self, table: str, data: pa.Table) -> None:
+        try:
+            super().ingest(table, data)
+        except Exception as exc:
+            if "unsupported array" not in str(exc):
+                raise
+            raise Unsupported("adbc-driver-quack cannot ingest "
+                              + str(exc).split("[Quack] ", 1)[-1]) from exc
+
+
 def adbc_quack(uri: str, token: str):
     """Connection factory: ADBC Quack driver with the server's token."""
     from adbc_driver_quack import dbapi
 
     def connect() -> Adbc:
-        return Adbc(dbapi.connect(uri, db_kwargs={"adbc.quack.token": token}, autocommit=True))
+        return AdbcQuack(dbapi.connect(uri, db_kwargs={"adbc.quack.token": token},
+                                       autocommit=True))
 
     return connect
 
