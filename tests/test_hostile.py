@@ -197,6 +197,11 @@ def test_admin_cannot_reach_the_server_files_or_settings(hostile):
                    "SET default_order = 'DESC'"]:
         exc = refused(env, "boss", locked)
         assert "locked" in str(exc), str(exc)
+    # A file name from a parameter could not be checked: COPY ... TO takes literals only.
+    with env.conn("boss").cursor() as cur:
+        with pytest.raises(adbc_driver_manager.Error) as info:
+            cur.execute("COPY (SELECT 'x') TO ? (FORMAT csv, USE_TMP_FILE false)", parameters=[db_file(env)])
+        assert info.value.status_code == Status.UNAUTHORIZED, str(info.value)
     assert content_hash(env) == before
 
 

@@ -110,7 +110,8 @@ CORPUS = [
     ("COPY (SELECT 'x') TO '{db}' (FORMAT csv, USE_TMP_FILE false)", N),
     ("EXPLAIN ANALYZE COPY (SELECT 'x') TO '{db}' (FORMAT csv, USE_TMP_FILE false)", N),
     ("SELECT * FROM glob('{tmp}/*')", N), ("COPY t TO '{backups}/b/t.parquet'", N),
-    ("SELECT E'a\\'b', checkpoint()", N), ("SELECT 1 /* /* */ , checkpoint() --*/\n", N),
+    ("SELECT E'a\\'b', checkpoint()", N),
+    ("COPY t TO ?", N), ("COPY (SELECT 'x') TO $1 (FORMAT csv, USE_TMP_FILE false)", N), ("SELECT 1 /* /* */ , checkpoint() --*/\n", N),
 ]
 
 

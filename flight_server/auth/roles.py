@@ -143,6 +143,10 @@ def _by_kind(statement: duckdb.Statement, tokens: list[sql_scan.Token], policy: 
         direction = _top_level_word(tokens, ("to", "from"))
         if direction == "from":
             return Decision(WRITE, "COPY ... FROM")
+        target = _after_top_level_word(tokens, "to")
+        if target is None or target.kind != "string":
+            # `COPY t TO ?` takes its file name from a parameter, which no check here could see.
+            return Decision(NOBODY, "COPY ... TO needs its file name as a string literal")
         return Decision(ADMIN, "COPY ... TO (writes files on the server)")
     if kind == T.CALL:
         if words and words[0] in ("checkpoint", "force"):
@@ -259,6 +263,17 @@ def _top_level_word(tokens: list[sql_scan.Token], wanted: tuple[str, ...]) -> st
             depth += token.text.count("(") + token.text.count("[") - token.text.count(")") - token.text.count("]")
         elif depth == 0 and token.word in wanted:
             return token.word
+    return None
+
+
+def _after_top_level_word(tokens: list[sql_scan.Token], word: str) -> sql_scan.Token | None:
+    """The token right after the first `word` outside parentheses."""
+    depth = 0
+    for index, token in enumerate(tokens):
+        if token.kind == "operator":
+            depth += token.text.count("(") + token.text.count("[") - token.text.count(")") - token.text.count("]")
+        elif depth == 0 and token.word == word:
+            return tokens[index + 1] if index + 1 < len(tokens) else None
     return None
 
 
