@@ -111,7 +111,8 @@ CORPUS = [
     ("EXPLAIN ANALYZE COPY (SELECT 'x') TO '{db}' (FORMAT csv, USE_TMP_FILE false)", N),
     ("SELECT * FROM glob('{tmp}/*')", N), ("COPY t TO '{backups}/b/t.parquet'", N),
     ("SELECT E'a\\'b', checkpoint()", N),
-    ("COPY t TO ?", N), ("COPY (SELECT 'x') TO $1 (FORMAT csv, USE_TMP_FILE false)", N), ("SELECT 1 /* /* */ , checkpoint() --*/\n", N),
+    ("COPY t TO '{files}/o' (FORMAT csv, PARTITION_BY (a), FILENAME_PATTERN '../../flight')", N),
+    ("COPY t TO '{files}/../files/x.csv'", N), ("COPY t TO ?", N), ("COPY (SELECT 'x') TO $1 (FORMAT csv, USE_TMP_FILE false)", N), ("SELECT 1 /* /* */ , checkpoint() --*/\n", N),
 ]
 
 

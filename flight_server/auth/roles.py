@@ -147,6 +147,9 @@ def _by_kind(statement: duckdb.Statement, tokens: list[sql_scan.Token], policy: 
         if target is None or target.kind != "string":
             # `COPY t TO ?` takes its file name from a parameter, which no check here could see.
             return Decision(NOBODY, "COPY ... TO needs its file name as a string literal")
+        if any(t.kind == "string" and _climbs(t.value) for t in tokens):
+            # FILENAME_PATTERN '../../x' would leave the folder the target names.
+            return Decision(NOBODY, "COPY ... TO with '..' in a file name or pattern")
         return Decision(ADMIN, "COPY ... TO (writes files on the server)")
     if kind == T.CALL:
         if words and words[0] in ("checkpoint", "force"):
@@ -264,6 +267,10 @@ def _top_level_word(tokens: list[sql_scan.Token], wanted: tuple[str, ...]) -> st
         elif depth == 0 and token.word in wanted:
             return token.word
     return None
+
+
+def _climbs(value: str) -> bool:
+    return ".." in value.replace("\\", "/").split("/")
 
 
 def _after_top_level_word(tokens: list[sql_scan.Token], word: str) -> sql_scan.Token | None:
