@@ -14,6 +14,7 @@ from ...engine.incoming import IncomingBatches
 from ...protocol import commands
 from ...protocol import flight_sql_pb2 as sql
 from ..identity import middleware
+from ..status import to_flight_error
 
 
 @dataclass
@@ -42,7 +43,16 @@ class Call:
             result.attach(self.context.is_cancelled)
             if hooks is not None:
                 hooks.on_complete.append(lambda exc: result.detach())
-        return flight.RecordBatchStream(result.to_reader())
+        return flight.RecordBatchStream(pa.RecordBatchReader.from_batches(result.schema, _mapped_errors(result)))
+
+
+def _mapped_errors(batches):
+    """Batches of a result stream; an error raised while DuckDB produces them (after the call has returned)
+    leaves with the status for its fault, as errors raised inside the call do."""
+    try:
+        yield from batches
+    except Exception as exc:  # noqa: BLE001 - every error leaves through status mapping
+        raise to_flight_error(exc) from None
 
 
 def incoming(call: Call, reader: flight.MetadataRecordBatchReader,
