@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 from . import __version__
 from .config import Config, ConfigError, add_arguments, load
@@ -176,11 +177,13 @@ def run(config: Config) -> int:
         print(f"duckdb-flight-server: cannot start: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
+    signalled: list[float] = []
 
     def on_signal(signum, frame):
         if stop.is_set():
             os._exit(1)
         log.info("shutting down", signal=signal.Signals(signum).name)
+        signalled.append(time.monotonic())
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -189,16 +192,51 @@ def run(config: Config) -> int:
              http_port=http.port if http else None, database=config.database_path, version=__version__)
     while not stop.wait(0.5):
         pass
-    server.drain(config.shutdown_grace_period)
-    # gRPC's shutdown can wait ~20 s on connections that never sent a call; don't let that hold the exit.
-    closer = threading.Thread(target=server.shutdown, name="grpc-shutdown", daemon=True)
-    closer.start()
-    closer.join(timeout=5.0)
-    server.pool.shutdown()
-    server.database.close()
+    return _shut_down(server, http, config.shutdown_grace_period, log, signalled[0])
+
+
+# Once the grace period is over, each step of the shutdown waits at most this long for what clients hold.
+STOP_STEP_TIMEOUT = 2.0
+
+
+def _shut_down(server, http, grace_period: float, log, started: float) -> int:
+    """Stops admitting statements, gives running ones up to `grace_period` seconds, interrupts the rest,
+    closes the Flight port and the sessions, checkpoints, and logs `stopped`. A client that stalled mid-stream
+    (an ingest that stopped sending, a reader that stopped reading) holds its gRPC call and its session
+    forever: after the grace period their connections are cut, every wait is bounded, and what is still held
+    then is left to the process exit (exit code 0: what is committed is durable in the database file or its
+    WAL, and what a stalled call had open never was). `started`: when the signal came."""
+    interrupted = server.drain(grace_period)
+    left = server.shutdown(timeout=STOP_STEP_TIMEOUT)
+    stalled = left["calls_left"] or left["sessions_left"]
+    # A session left open is a cursor of the database's root connection, and closing the root waits for
+    # it: then only checkpoint, itself bounded, and leave the rest to the process exit.
+    checkpoint = _bounded(server.database.checkpoint if stalled else server.database.close,
+                          STOP_STEP_TIMEOUT if stalled else None)
     if http is not None:
         http.stop()
-    log.info("stopped")
-    if closer.is_alive():
+    log.info("stopped", seconds=round(time.monotonic() - started, 3), grace_period=grace_period,
+             interrupted=interrupted, checkpoint=checkpoint, **left)
+    if stalled:
+        # Interpreter shutdown would join the threads the stalled calls hold; leave without them.
+        sys.stdout.flush()
+        sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _bounded(step, timeout: float | None) -> str:
+    """Runs `step` for at most `timeout` seconds (None: until done); says how it went."""
+    outcome = ["not finished"]
+
+    def run():
+        try:
+            step()
+            outcome[0] = "done"
+        except Exception as exc:  # DuckDB refuses while a stalled call holds a write transaction, I/O, ...
+            outcome[0] = f"failed: {str(exc).splitlines()[0][:200]}"
+
+    worker = threading.Thread(target=run, name="shutdown-step", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return outcome[0]

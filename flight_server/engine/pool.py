@@ -145,14 +145,28 @@ class SessionPool:
             session.close()
         return len(sessions)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float | None = None) -> int:
+        """Interrupts and closes every session; returns how many were left open. A session still busy after
+        `timeout` seconds (its call waits on a client that neither sends nor reads) is left to the process
+        exit: DuckDB never made its open transaction durable, so it is rolled back all the same."""
         self._stop.set()
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
         for session in sessions:
             session.interrupt()
-            session.close()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        left_open = 0
+        for session in sessions:
+            wait = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+            if not session.lock.acquire(timeout=wait):
+                left_open += 1
+                continue
+            try:
+                session.close()
+            finally:
+                session.lock.release()
+        return left_open
 
     def _reap_loop(self) -> None:
         timeouts = [t for t in (self.idle_timeout, self.idle_in_transaction_timeout) if t > 0]

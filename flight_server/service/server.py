@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import threading
 import time
 
 import pyarrow as pa
@@ -25,6 +26,7 @@ from ..protocol import commands
 from ..protocol import flight_sql_pb2 as sql
 from . import status
 from .capabilities import sql_info_values
+from .hangup import hang_up_clients
 from .connections import LiveConnections, client_address, client_host
 from .handlers.base import Call
 from .handlers.ingest import IngestHandlers
@@ -398,19 +400,35 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             return self.list_tables(self._call(context))
         return iter(self._guard("ListFlights", context, run))
 
-    def drain(self, grace_period: float) -> None:
-        """Stops admitting statements, waits up to `grace_period` for running ones, interrupts the rest."""
+    def drain(self, grace_period: float) -> int:
+        """Stops admitting statements, waits up to `grace_period` for running ones, interrupts the rest;
+        returns how many were still running then."""
         self.admission.drain()
         deadline = time.monotonic() + grace_period
         while self.admission.stats()["running"] and time.monotonic() < deadline:
             time.sleep(0.05)
+        running = int(self.admission.stats()["running"])
         self.watchdog.interrupt_all()
+        return running
 
-    def shutdown(self):
-        super().shutdown()
+    def shutdown(self, timeout: float | None = None) -> dict:
+        """Closes the Flight port, then every session. gRPC waits for each call in flight to end; a call
+        whose client stalled mid-stream (an ingest that stopped sending, a reader that stopped reading) never
+        does. With `timeout`, half of it goes to calls ending by themselves, then the clients' connections
+        are cut (which cancels their calls), and what is still held after `timeout` goes with the process.
+        Says what was cut and what was left."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        closer = threading.Thread(target=super().shutdown, name="grpc-shutdown", daemon=True)
+        closer.start()
+        closer.join(None if timeout is None else timeout / 2)
+        cut = 0
+        if closer.is_alive():
+            cut = hang_up_clients(self.port)
+            closer.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self.watchdog.stop()
         self.recovery.stop()
-        self.pool.shutdown()
+        left_open = self.pool.shutdown(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return {"connections_cut": cut, "calls_left": closer.is_alive(), "sessions_left": left_open}
 
 
 # SQL that may carry credentials (CREATE SECRET, ATTACH with a password, ...): quoted strings are
