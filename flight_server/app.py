@@ -16,9 +16,11 @@ from .auth.users import UserStore, bootstrap_admin
 from .config import Config, ConfigError
 from .engine import Database, SessionPool
 from .engine.database import EngineSettings
+from .engine import lake as lakes
 from .engine.extensions import ExtensionError
 from .engine.spill import SpillSpace
 from .memory import effective_limit, parse_size
+from .service.cluster_tickets import ClusterTickets
 from .service.server import FlightSqlServer
 
 log = structlog.get_logger("flight_server")
@@ -30,8 +32,9 @@ def build_server(config: Config) -> FlightSqlServer:
     allowed = None
     if config.sandbox:
         allowed = tuple(config.allowed_directory_list)  # never the backup folder: the server writes backups itself
+    lake = build_lake(config)
     settings = EngineSettings(
-        database_path=config.database_path,
+        database_path=":memory:" if lake is not None else config.database_path,
         memory_limit=effective_limit(config.memory_limit, config.max_memory_percentage),
         threads=config.worker_threads or None,
         temp_directory=config.temp_directory,
@@ -42,18 +45,37 @@ def build_server(config: Config) -> FlightSqlServer:
         s3={key: getattr(config, "s3_" + key) for key in
             ("access_key_id", "secret_access_key", "session_token", "region", "endpoint", "url_style",
              "use_ssl")} if config.enable_s3 else None,
+        lake=lake,
     )
     try:
         database = Database(settings)
     except ExtensionError as exc:
-        raise ConfigError(f"DUCKDB_EXTENSIONS: {exc}") from None
+        raise ConfigError(f"{'FLIGHT_LAKE_CATALOG' if lake else 'DUCKDB_EXTENSIONS'}: {exc}") from None
+    except Exception as exc:
+        if lake is None:
+            raise
+        raise ConfigError(f"FLIGHT_LAKE_CATALOG: cannot attach the lake: {str(exc).splitlines()[0]}") from None
     pool = SessionPool(database.connect, max_sessions=config.pool_size,
                        idle_timeout=config.session_idle_timeout, max_prepared=config.max_prepared_statements,
                        parse=database.parse, max_sessions_per_user=config.user_session_cap,
                        idle_in_transaction_timeout=config.idle_in_transaction_timeout,
                        spill=build_spill(config), max_parked=config.max_parked_results)
     pool.start()
-    return FlightSqlServer(config, database, pool, auth=auth, tls=tls, policy=build_policy(config, database))
+    server = FlightSqlServer(config, database, pool, auth=auth, tls=tls, policy=build_policy(config, database))
+    if lake is not None and config.cluster_secret:
+        server.cluster_tickets = ClusterTickets(config.cluster_secret.encode(), config.ticket_ttl)
+    return server
+
+
+def build_lake(config: Config) -> lakes.LakeSettings | None:
+    """The DuckLake to serve (--lake-catalog), or None for the embedded database file."""
+    if not config.lake_catalog:
+        if config.cluster_secret:
+            raise ConfigError("FLIGHT_CLUSTER_SECRET: cluster tickets need a lake (--lake-catalog)")
+        return None
+    s3 = {key: getattr(config, "s3_" + key) for key in
+          ("access_key_id", "secret_access_key", "session_token", "region", "endpoint", "url_style", "use_ssl")}
+    return lakes.LakeSettings(config.lake_catalog, config.lake_data_folder, config.read_only, s3)
 
 
 def build_spill(config: Config) -> SpillSpace:
@@ -80,8 +102,13 @@ def build_policy(config: Config, database: Database) -> Policy:
     protected += [os.path.realpath(config.temp_directory), os.path.realpath(config.users_path),
                   os.path.realpath(config.backup_directory), os.path.join(data, "initial-admin-password"),
                   os.path.join(data, "revoked-tokens.json"), os.path.join(data, "backup.key")]
+    lake = database.settings.lake
+    if lake is not None:
+        protected += lakes.protected(lake)  # the lake's files: DuckDB reaches them, users' SQL names tables
     return Policy(protected_paths=tuple(dict.fromkeys(protected)), table_functions=database.table_functions,
-                  parse=database.parse)
+                  parse=database.parse,
+                  protected_urls=(lake.data_location,) if lake is not None and lake.remote_data else (),
+                  admin_names=(lakes.METADATA_PREFIX,) if lake is not None else ())
 
 
 def build_auth(config: Config) -> AuthMiddlewareFactory | None:

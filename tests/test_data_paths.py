@@ -4,16 +4,15 @@ extensions from installed packages."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 
 import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.parquet as pq
 import pytest
 
+from lake_fixtures import moto_s3, s3_environment  # noqa: F401 - moto_s3 is a fixture
 from support import REPO_ROOT, free_port
 
 
@@ -95,34 +94,9 @@ def test_packaged_extension_loads_and_missing_one_stops_startup(start_server, tm
     assert "duckdb-extension-nosuchext" in result.stderr
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory):
-    pytest.importorskip("moto")
-    boto3 = pytest.importorskip("boto3")
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=log)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="test",
-                      aws_secret_access_key="test", region_name="us-east-1")
-    s3.create_bucket(Bucket="lake")
-    yield port, s3
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-def test_s3_read_write_files(start_server, s3_endpoint, monkeypatch, tmp_path):
-    port, s3 = s3_endpoint
-    for name, value in {"DUCKDB_S3_ACCESS_KEY_ID": "test", "DUCKDB_S3_SECRET_ACCESS_KEY": "test",
-                        "DUCKDB_S3_REGION": "us-east-1", "DUCKDB_S3_ENDPOINT": f"127.0.0.1:{port}",
-                        "DUCKDB_S3_URL_STYLE": "path", "DUCKDB_S3_USE_SSL": "false"}.items():
+def test_s3_read_write_files(start_server, moto_s3, monkeypatch, tmp_path):
+    port, s3 = moto_s3
+    for name, value in s3_environment(port).items():
         monkeypatch.setenv(name, value)
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table({"k": range(100)}), sink)

@@ -98,6 +98,10 @@ class Policy:
     # Parses SQL into statements on a sandboxed connection (for the statement inside EXPLAIN).
     parse: Callable[[str], Sequence[duckdb.Statement]] | None = None
     cwd: str = field(default_factory=os.getcwd)
+    # URL prefixes no SQL may name (a lake's data on S3), and name prefixes only admins may use (the lake's
+    # catalog database, which DuckLake attaches under a reserved name).
+    protected_urls: tuple[str, ...] = ()
+    admin_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,10 @@ def decide(statement: duckdb.Statement, policy: Policy = Policy(), depth: int = 
     literal = _literals(tokens, policy)
     if literal is not None:
         return literal
+    reserved = next((t.word for t in tokens if t.word and t.word.startswith(policy.admin_names)), None) \
+        if policy.admin_names else None
+    if reserved is not None:
+        return Decision(ADMIN, f"the reserved name {reserved}")
     base = _by_kind(statement, tokens, policy, depth)
     functions = _functions(tokens, policy)
     return base if _RANK[base.role] >= _RANK[functions.role] else functions
@@ -243,6 +251,9 @@ def _literals(tokens: list[sql_scan.Token], policy: Policy) -> Decision | None:
         if token.kind != "string":
             continue
         value = token.value
+        if value and policy.protected_urls and value.lower().startswith(
+                tuple(url.lower() for url in policy.protected_urls)):
+            return Decision(NOBODY, "the lake's own files")
         if not value or "\x00" in value or value.lower().startswith(_REMOTE_PREFIXES):
             continue
         path = _canonical(value, policy.cwd)

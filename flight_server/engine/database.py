@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 
 from . import extensions
+from . import lake as lakes
 from .errors import classify
 
 
@@ -30,6 +31,8 @@ class EngineSettings:
     # S3 access (httpfs + a secret): access_key_id, secret_access_key, session_token, region, endpoint,
     # url_style, use_ssl. None: S3 off.
     s3: dict[str, str] | None = None
+    # A DuckLake to serve instead of the database file (database_path is then ':memory:').
+    lake: lakes.LakeSettings | None = None
 
 
 # Per-connection settings (checked with two connections in tests/test_roles.py) that sessions may change
@@ -87,9 +90,14 @@ class Database:
             extensions.load(root, settings.extensions)
             if settings.s3 is not None:
                 extensions.configure_s3(root, settings.s3)
-            if settings.allowed_directories is not None:
-                remote = ("s3://",) if settings.s3 is not None else ()
-                self._seal(settings.allowed_directories, remote)
+            folders, remote = settings.allowed_directories, ("s3://",) if settings.s3 is not None else ()
+            if settings.lake is not None:
+                lakes.attach(root, settings.lake)
+                lake_folders, lake_remote = lakes.reachable(settings.lake)
+                folders = None if folders is None else folders + tuple(lake_folders)
+                remote += tuple(lake_remote)
+            if folders is not None:
+                self._seal(folders, remote)
             # Statements are parsed on a connection of this (sandboxed) database, never on DuckDB's default
             # connection: parsing can already read files (IMPORT DATABASE) or look for extensions (PRAGMA).
             self._parser = root.cursor()
@@ -160,7 +168,8 @@ class Database:
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A new connection with its own transaction, temp tables and settings."""
         with self._swap:
-            return self._root.cursor()
+            cursor = self._root.cursor()
+        return lakes.use(cursor) if self.settings.lake is not None else cursor
 
     def setting(self, name: str) -> str:
         return self._root.execute("SELECT current_setting(?)", [name]).fetchone()[0]

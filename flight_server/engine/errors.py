@@ -183,6 +183,11 @@ def classify(exc: BaseException) -> EngineError:
     original = str(exc)
     message = original
     lowered = message.lower()
+    if _CONFLICT in lowered:
+        # Another node or session committed a conflicting change first (DuckLake checks at commit): nothing of
+        # this transaction was committed, and running it again is the fix.
+        return ConstraintError(f"write conflict, nothing was committed: retry the transaction ({message})",
+                               detail=original)
     if _INVALIDATED in lowered or (_COMMIT_FAILED in lowered and any(hint in lowered for hint in _IO_HINTS)):
         # The database cannot go on, or could not write a commit (WAL, database file): the server's fault.
         return InternalError(message, detail=original)
@@ -229,6 +234,7 @@ def _io_error(exc: BaseException, message: str) -> EngineError:
 
 _INVALIDATED = "database has been invalidated"
 _COMMIT_FAILED = "failed to commit"
+_CONFLICT = "transaction conflict"
 _IO_HINTS = (".wal", "cannot open file", "could not write", "could not read", "no space left", "i/o error",
              "io error")
 _MISSING_FILE_HINTS = ("no files found", "no such file", "does not exist", "not found")

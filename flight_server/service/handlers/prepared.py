@@ -47,6 +47,12 @@ class PreparedHandlers:
 
     def get_flight_info_prepared(self, call: Call, command: sql.CommandPreparedStatementQuery,
                                  descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
+        if self.cluster_tickets is not None:  # a query any node of the cluster can serve (statements.py)
+            prepared = call.session.get_prepared(command.prepared_statement_handle)
+            info = self.cluster_tickets.flight_info(call, prepared.sql, prepared.bound, descriptor,
+                                                    self.database.parse)
+            if info is not None:
+                return info
         outcome = call.session.execute_prepared(command.prepared_statement_handle)
         handle = call.session.park(outcome.reader)
         return info_for(descriptor, outcome.reader.schema, statement_ticket(handle), outcome.rowcount)

@@ -6,13 +6,21 @@ import pyarrow.flight as flight
 
 from ...protocol import flight_sql_pb2 as sql
 from ...protocol import schemas
+from ..cluster_tickets import is_signed
 from .base import Call, info_for, optional, statement_ticket, update_result
 
 
 class StatementHandlers:
+    cluster_tickets = None  # service.cluster_tickets.ClusterTickets when nodes share a lake and a secret
+
     def get_flight_info_statement(self, call: Call, command: sql.CommandStatementQuery,
                                   descriptor: flight.FlightDescriptor) -> flight.FlightInfo:
-        """Runs the statement now (so DDL/DML happen exactly once) and parks its stream for DoGet."""
+        """Runs the statement now (so DDL/DML happen exactly once) and parks its stream for DoGet; in a cluster,
+        a plain query gets a signed ticket any node can serve instead."""
+        if self.cluster_tickets is not None and not command.HasField("transaction_id"):
+            info = self.cluster_tickets.flight_info(call, command.query, None, descriptor, self.database.parse)
+            if info is not None:
+                return info
         transaction = optional(command, "transaction_id")
         outcome = call.session.execute(command.query, transaction)
         handle = call.session.park(outcome.reader)
@@ -23,6 +31,8 @@ class StatementHandlers:
         return schemas.EMPTY if schema is None else schema
 
     def do_get_statement(self, call: Call, ticket: sql.TicketStatementQuery):
+        if self.cluster_tickets is not None and is_signed(ticket.statement_handle):
+            return self.cluster_tickets.stream(call, ticket.statement_handle)
         return call.stream(call.session.take(ticket.statement_handle))
 
     def do_get_statement_direct(self, call: Call, command: sql.CommandStatementQuery):

@@ -1,0 +1,145 @@
+"""A DuckLake as the served database: attached at start (before the sandbox closes), the catalog every
+session uses, and the snapshot arithmetic that lets any node serve a query as of one lake snapshot.
+
+The catalog is a PostgreSQL database (many nodes over one lake) or a DuckDB file (one node); the data is
+Parquet files in a folder or under an S3 prefix. DuckDB's internals reach both; users' SQL names the lake's
+tables, never its files (the role check refuses the data folder, see app.build_policy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+
+from . import extensions
+
+LAKE = "lake"  # the name the lake is attached under; every session's default catalog
+METADATA_PREFIX = "__ducklake_metadata_"  # DuckLake attaches its catalog database under this prefix + LAKE
+_REMOTE = ("s3://", "s3a://", "gs://", "gcs://", "r2://", "az://", "abfss://", "http://", "https://")
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    """Where the lake's catalog and data live."""
+
+    catalog: str  # 'postgres:<libpq connection string>' or a DuckDB file
+    data_path: str  # 's3://bucket/prefix/' or a folder
+    read_only: bool = False
+    # S3 settings for an s3:// data path (as EngineSettings.s3); None: the AWS credential chain.
+    s3: dict[str, str] | None = None
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.catalog.startswith(("postgres:", "postgresql:"))
+
+    @property
+    def remote_data(self) -> bool:
+        return self.data_path.lower().startswith(_REMOTE)
+
+    @property
+    def data_location(self) -> str:
+        """The data path as DuckDB is told it: a folder made absolute, always ending in '/'."""
+        path = self.data_path if self.remote_data else os.path.abspath(self.data_path)
+        return path.rstrip("/") + "/"
+
+    @property
+    def catalog_file(self) -> str | None:
+        return None if self.on_postgres else os.path.abspath(self.catalog)
+
+    def needs(self) -> list[str]:
+        """The extensions attaching this lake loads."""
+        names = ["ducklake"]
+        if self.on_postgres:
+            names.append("postgres_scanner")
+        if self.remote_data:
+            names.append("httpfs")
+        return names
+
+
+def attach(root: duckdb.DuckDBPyConnection, lake: LakeSettings) -> None:
+    """Loads the lake's extensions and attaches it as LAKE. Runs before the sandbox closes (ATTACH reaches
+    the network and files); the catalog's credentials come from the environment (PGPASSWORD, ~/.pgpass)."""
+    extensions.load(root, lake.needs())
+    if lake.remote_data:
+        extensions.configure_s3(root, lake.s3 or {})
+    if lake.catalog_file is not None:
+        os.makedirs(os.path.dirname(lake.catalog_file), exist_ok=True)
+        target = "ducklake:" + lake.catalog_file
+    else:
+        target = "ducklake:" + lake.catalog.replace("postgresql:", "postgres:", 1)
+    if not lake.remote_data:
+        os.makedirs(lake.data_location, exist_ok=True)
+    options = [f"DATA_PATH '{_quote(lake.data_location)}'"]
+    if lake.read_only:
+        options.append("READ_ONLY")
+    root.execute(f"ATTACH '{_quote(target)}' AS {LAKE} ({', '.join(options)})")
+
+
+def reachable(lake: LakeSettings) -> tuple[list[str], list[str]]:
+    """What DuckDB must be allowed to reach for the lake once sealed: (local folders, remote prefixes)."""
+    if lake.remote_data:
+        return [], [lake.data_location]
+    return [lake.data_location], []
+
+
+def protected(lake: LakeSettings) -> list[str]:
+    """Local paths users' SQL may not name: the data folder and a file catalog."""
+    paths = [] if lake.remote_data else [os.path.realpath(lake.data_location)]
+    if lake.catalog_file is not None:
+        paths += [os.path.realpath(lake.catalog_file), os.path.realpath(lake.catalog_file) + ".wal"]
+    return paths
+
+
+def use(conn: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Makes the lake the connection's default catalog (a new cursor starts in DuckDB's in-memory one)."""
+    conn.execute(f"USE {LAKE}")
+    return conn
+
+
+def current_snapshot(conn: duckdb.DuckDBPyConnection) -> int:
+    """The lake's latest committed snapshot id, as this connection sees it now."""
+    return int(conn.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0])
+
+
+def at_snapshot(conn: duckdb.DuckDBPyConnection, sql: str, snapshot: int) -> str:
+    """`sql` (one SELECT) rewritten so that every lake table it reads is read `AT (VERSION => snapshot)`: the
+    same rows on any node, whatever was committed since. DuckDB's own parser does the work
+    (json_serialize_sql / json_deserialize_sql); names of CTEs and tables of other catalogs are left alone.
+    Raises duckdb.Error when DuckDB cannot serialize the statement."""
+    tree = json.loads(conn.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    if tree.get("error"):
+        raise duckdb.InvalidInputException(tree.get("error_message", "cannot serialize the statement"))
+    ctes = {entry["key"].lower() for node in _nodes(tree) if isinstance(node.get("cte_map"), dict)
+            for entry in node["cte_map"].get("map", [])}
+    version = {"unit": "VERSION", "expr": {"class": "CONSTANT", "type": "VALUE_CONSTANT", "alias": "",
+                                           "query_location": 0,
+                                           "value": {"type": {"id": "BIGINT", "type_info": None},
+                                                     "is_null": False, "value": int(snapshot)}}}
+    for node in _nodes(tree):
+        if node.get("type") != "BASE_TABLE" or node.get("at_clause"):
+            continue
+        catalog = (node.get("catalog_name") or "").lower()
+        unqualified = not catalog and not node.get("schema_name")
+        if catalog not in ("", LAKE) or (unqualified and node.get("table_name", "").lower() in ctes):
+            continue
+        node["at_clause"] = version
+    return conn.execute("SELECT json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()[0]
+
+
+def _nodes(tree) -> Iterable[dict]:
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _quote(text: str) -> str:
+    return text.replace("'", "''")

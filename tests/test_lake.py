@@ -1,0 +1,242 @@
+"""Servers over a DuckLake: one node with a file catalog, several nodes over a PostgreSQL catalog, data in a
+folder or on S3 (moto); commits visible across nodes, write conflicts, signed tickets any node can serve, a
+node killed mid-query."""
+
+from __future__ import annotations
+
+import threading
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+from lake_fixtures import CLUSTER_SECRET, lake_nodes, local_data_path, moto_s3, postgres, s3_environment  # noqa: F401
+from support import rows, scalar
+
+from flight_server.auth.passwords import hash_password
+
+
+def _users_file(tmp_path) -> str:
+    path = tmp_path / "users.toml"
+    path.write_text("".join(f'[users.{name}]\npassword_hash = "{hash_password(name + "-pw")}"\nrole = "{name}"\n'
+                            for name in ("admin", "write", "read")))
+    return str(path)
+
+
+def _login(node, user):
+    return node.connect(db_kwargs={"username": user, "password": user + "-pw"})
+
+
+def _client(node, user=None):
+    client = flight.FlightClient(node.uri)
+    if user is None:
+        return client, flight.FlightCallOptions()
+    header = client.authenticate_basic_token(user, user + "-pw")
+    return client, flight.FlightCallOptions(headers=[header])
+
+
+def _ticket(node, sql, user=None):
+    client, options = _client(node, user)
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(sql), options)
+    return info.endpoints[0].ticket
+
+
+def _redeem(node, ticket, user=None) -> pa.Table:
+    client, options = _client(node, user)
+    return client.do_get(ticket, options).read_all()
+
+
+# -- one node, file catalog ------------------------------------------------------------------------------
+
+
+def test_single_node_file_catalog_roles_and_sandbox(lake_nodes, tmp_path):
+    data = local_data_path(tmp_path)
+    node, = lake_nodes(1, str(tmp_path / "catalog.ducklake"), data, auth="password",
+                       users_file=_users_file(tmp_path), cluster_secret=None)
+    with _login(node, "write") as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE trips (id INTEGER, city VARCHAR)")
+        cur.execute("INSERT INTO trips SELECT i, 'c' || (i % 3) FROM range(1000) t(i)")
+        cur.execute("SELECT current_database()")
+        assert cur.fetchall() == [("lake",)]
+        # The lake's files and its catalog database are the server's, whatever the role.
+        with pytest.raises(Exception, match="belongs to the server"):
+            cur.execute(f"SELECT * FROM read_parquet('{data}/main/trips/*.parquet')")
+        with pytest.raises(Exception, match="reserved name"):
+            cur.execute("SELECT * FROM __ducklake_metadata_lake.ducklake_snapshot")
+    with _login(node, "read") as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(DISTINCT city) FROM trips")
+        assert cur.fetchall() == [(1000, 3)]
+        with pytest.raises(Exception, match="(?i)role 'read' may not|read-only"):
+            cur.execute("INSERT INTO trips VALUES (1, 'x')")
+        with pytest.raises(Exception, match="(?i)permission|disabled"):
+            cur.execute("ATTACH 'other.ducklake' AS other")
+    with _login(node, "admin") as conn:
+        assert scalar(conn, "SELECT count(*) FROM trips") == 1000
+
+
+# -- several nodes over a PostgreSQL catalog -------------------------------------------------------------
+
+
+def test_commit_on_one_node_is_visible_on_the_others(lake_nodes, postgres, tmp_path):
+    a, b, c = lake_nodes(3, postgres.create_database(), local_data_path(tmp_path))
+    table = pa.table({"id": pa.array(range(50_000), pa.int64()), "v": pa.array([i * 0.5 for i in range(50_000)])})
+    with a.connect() as conn, conn.cursor() as cur:
+        cur.adbc_ingest("events", table, mode="create")
+    with b.connect() as conn:
+        assert rows(conn, "SELECT count(*), sum(id) FROM events") == [(50_000, sum(range(50_000)))]
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM events WHERE id >= 40000")
+    for node in (a, c):
+        with node.connect() as conn:
+            assert scalar(conn, "SELECT count(*) FROM events") == 40_000
+
+
+def test_concurrent_conflicting_writes_fail_cleanly_with_a_retry_message(lake_nodes, postgres, tmp_path):
+    a, b = lake_nodes(2, postgres.create_database(), local_data_path(tmp_path))
+    with a.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE accounts (id INTEGER, balance INTEGER)")
+        cur.execute("INSERT INTO accounts VALUES (1, 100), (2, 100)")
+    first, second = a.connect(autocommit=False), b.connect(autocommit=False)
+    try:
+        with first.cursor() as one, second.cursor() as two:
+            one.execute("UPDATE accounts SET balance = balance - 30 WHERE id = 1")
+            two.execute("UPDATE accounts SET balance = balance - 50 WHERE id = 1")
+            two.execute("INSERT INTO accounts VALUES (3, 7)")
+            first.commit()
+            with pytest.raises(Exception) as failed:
+                second.commit()
+        assert "retry" in str(failed.value)
+        assert "conflict" in str(failed.value).lower()
+    finally:
+        first.close()
+        second.close()
+    with b.connect() as conn:  # the loser changed nothing; a retry succeeds
+        assert rows(conn, "SELECT id, balance FROM accounts ORDER BY id") == [(1, 70), (2, 100)]
+        with conn.cursor() as cur:
+            cur.execute("UPDATE accounts SET balance = balance - 50 WHERE id = 1")
+        assert scalar(conn, "SELECT balance FROM accounts WHERE id = 1") == 20
+
+
+def test_ticket_from_one_node_redeemed_on_another_reads_its_snapshot(lake_nodes, postgres, tmp_path):
+    a, b = lake_nodes(2, postgres.create_database(), local_data_path(tmp_path))
+    with a.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (i INTEGER)")
+        cur.execute("INSERT INTO t SELECT * FROM range(10)")
+    sql = "WITH big AS (SELECT i FROM t WHERE i >= 5) SELECT count(*) AS n, sum(i) AS s FROM big"
+    ticket = _ticket(a, sql)
+    with a.connect() as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO t SELECT * FROM range(100, 110)")  # committed after the ticket was issued
+    assert _redeem(b, ticket).to_pylist() == [{"n": 5, "s": 35}]
+    assert _redeem(a, ticket).to_pylist() == [{"n": 5, "s": 35}]
+    # A fresh query sees the new commit; so does one with parameters through ADBC (prepared, on node b).
+    assert _redeem(b, _ticket(a, sql)).to_pylist() == [{"n": 15, "s": 35 + sum(range(100, 110))}]
+    with b.connect() as conn:
+        assert rows(conn, "SELECT count(*) FROM t WHERE i >= ?", (100,)) == [(10,)]
+    # A tampered ticket is refused.
+    raw = bytearray(ticket.ticket)
+    raw[-60] ^= 1
+    with pytest.raises(flight.FlightError):
+        _redeem(b, flight.Ticket(bytes(raw)))
+
+
+def test_session_bound_statements_keep_session_tickets(lake_nodes, postgres, tmp_path):
+    a, b = lake_nodes(2, postgres.create_database(), local_data_path(tmp_path))
+    client, options = _client(a)
+    client.get_flight_info(flight.FlightDescriptor.for_command("CREATE TEMP TABLE scratch AS SELECT 42 AS x"),
+                           options)
+    info = client.get_flight_info(flight.FlightDescriptor.for_command("SELECT x FROM scratch"), options)
+    assert client.do_get(info.endpoints[0].ticket, options).read_all().to_pylist() == [{"x": 42}]
+    info = client.get_flight_info(flight.FlightDescriptor.for_command("SELECT x FROM scratch"), options)
+    assert b"lake1." not in info.endpoints[0].ticket.ticket  # a session-bound ticket, not a signed one
+    with pytest.raises(KeyError, match="not found"):  # another node has no such session
+        _redeem(b, info.endpoints[0].ticket)
+
+
+def test_tickets_are_bound_to_their_user(lake_nodes, postgres, tmp_path):
+    users = _users_file(tmp_path)
+    a, b = lake_nodes(2, postgres.create_database(), local_data_path(tmp_path), auth="password", users_file=users)
+    with _login(a, "write") as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE secrets_table AS SELECT 1 AS k")
+    ticket = _ticket(a, "SELECT k FROM secrets_table", "read")
+    assert _redeem(b, ticket, "read").to_pylist() == [{"k": 1}]
+    with pytest.raises(flight.FlightError, match="another user"):
+        _redeem(b, ticket, "write")
+    with pytest.raises(flight.FlightUnauthenticatedError):
+        _redeem(b, ticket)
+
+
+def test_a_node_killed_mid_query_the_others_serve_and_a_retry_succeeds(lake_nodes, postgres, tmp_path):
+    a, b, c = lake_nodes(3, postgres.create_database(), local_data_path(tmp_path))
+    with a.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE big AS SELECT i, i % 97 AS g, repeat('x', 40) AS pad FROM range(2000000) t(i)")
+    sql = "SELECT i, g, pad FROM big"
+    ticket = _ticket(a, sql)
+    client, options = _client(a)
+    reader = client.do_get(ticket, options)
+    first = reader.read_chunk()  # the stream is under way on node a
+    assert first.data.num_rows > 0
+    a.proc.kill()
+    a.proc.wait(timeout=10)
+    with pytest.raises(Exception):
+        while True:
+            reader.read_chunk()
+    # The client retries the same ticket on another node and gets every row.
+    result = _redeem(b, ticket)
+    assert result.num_rows == 2_000_000
+    assert pa.compute.sum(result["i"]).as_py() == sum(range(2_000_000))
+    with c.connect() as conn:
+        assert scalar(conn, "SELECT count(*) FROM big WHERE g = 0") == len(range(0, 2_000_000, 97))
+
+
+def test_many_clients_on_many_nodes_write_and_read(lake_nodes, postgres, tmp_path):
+    nodes = lake_nodes(2, postgres.create_database(), local_data_path(tmp_path))
+    with nodes[0].connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE log (node INTEGER, n INTEGER)")
+    failures: list[str] = []
+
+    def writer(index: int) -> None:
+        node = nodes[index % 2]
+        with node.connect() as conn, conn.cursor() as cur:
+            for n in range(5):
+                for _attempt in range(20):  # appends may conflict on the catalog: retry as the message says
+                    try:
+                        cur.execute("INSERT INTO log VALUES (?, ?)", (index, n))
+                        break
+                    except Exception as exc:  # noqa: BLE001
+                        if "retry" not in str(exc):
+                            failures.append(str(exc))
+                            return
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    for node in nodes:
+        with node.connect() as conn:
+            assert scalar(conn, "SELECT count(*) FROM log") == 20
+
+
+def test_lake_data_on_s3(lake_nodes, postgres, moto_s3, monkeypatch):
+    port, s3 = moto_s3
+    for name, value in s3_environment(port).items():
+        monkeypatch.setenv(name, value)
+    a, b = lake_nodes(2, postgres.create_database(), "s3://lake/warehouse/")
+    with a.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE s3t AS SELECT i FROM range(100000) t(i)")
+        with pytest.raises(Exception, match="lake's own files"):
+            cur.execute("SELECT * FROM read_parquet('s3://lake/warehouse/main/s3t/x.parquet')")
+    with b.connect() as conn:
+        assert scalar(conn, "SELECT sum(i) FROM s3t") == sum(range(100000))
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake", Prefix="warehouse/").get("Contents", [])]
+    assert any(key.endswith(".parquet") for key in keys)
+    assert _redeem(b, _ticket(a, "SELECT count(*) AS n FROM s3t")).to_pylist() == [{"n": 100000}]
+
+
+def test_catalog_password_must_come_from_the_environment(tmp_path):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "flight_server", "--lake-catalog",
+                           "postgres:host=db dbname=lake password=hunter2", "--print-config"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "PGPASSWORD" in done.stderr and "hunter2" not in done.stderr
