@@ -66,21 +66,30 @@ def latency_samples(fn: Callable[[], object], iters: int, warmup: int) -> list[f
     return out
 
 
+# Slow systems stop repeating after this many seconds (at least one timed run).
+TIME_BUDGET = 120.0
+
+
 def median_time(fn: Callable[[], object], repeat: int, warmup: int = 1,
                 setup: Callable[[], object] | None = None,
                 teardown: Callable[[object], None] | None = None) -> float:
     """Median wall time of ``fn(state)`` over ``repeat`` runs after ``warmup`` runs.
 
     ``setup()`` (untimed) makes the state of each run, ``teardown(state)``
-    (untimed) disposes of it.
+    (untimed) disposes of it.  Once the runs so far took ``TIME_BUDGET``
+    seconds, no further run starts (there is always one timed run).
     """
-    times = []
+    times: list[float] = []
+    spent = 0.0
     for i in range(warmup + repeat):
+        if times and spent > TIME_BUDGET:
+            break
         state = setup() if setup else None
         gc.collect()
         t0 = time.perf_counter()
         fn(state)
         elapsed = time.perf_counter() - t0
+        spent += elapsed
         if teardown:
             teardown(state)
         if i >= warmup:
