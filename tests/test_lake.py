@@ -240,3 +240,27 @@ def test_catalog_password_must_come_from_the_environment(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2
     assert "PGPASSWORD" in done.stderr and "hunter2" not in done.stderr
+
+
+def test_lake_upkeep_merges_files_and_expires_snapshots(lake_nodes, tmp_path):
+    import json
+    from pathlib import Path
+    data = local_data_path(tmp_path)
+    node, = lake_nodes(1, str(tmp_path / "catalog.ducklake"), data, cluster_secret=None, ticket_ttl=0)
+    with node.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE small (i INTEGER, s VARCHAR)")
+        for batch in range(12):
+            cur.execute(f"INSERT INTO small SELECT i, 'v' || i FROM range({batch * 5000}, {(batch + 1) * 5000}) t(i)")
+        before_snapshots = scalar(conn, "SELECT count(*) FROM lake.snapshots()")
+    before_files = sorted(Path(data).rglob("*.parquet"))
+    client = node.flight_client()
+    with pytest.raises(pa.ArrowInvalid, match="older_than_seconds"):
+        list(client.do_action(flight.Action("lake-upkeep", b'{"older_than_seconds": "soon"}')))
+    report = json.loads(next(iter(client.do_action(
+        flight.Action("lake-upkeep", b'{"older_than_seconds": 0}')))).body.to_pybytes())
+    after_files = sorted(Path(data).rglob("*.parquet"))
+    assert report["merged"] >= 1 and report["expired_snapshots"] >= 1, report
+    assert len(after_files) < len(before_files), (before_files, after_files)
+    with node.connect() as conn:
+        assert rows(conn, "SELECT count(*), sum(i) FROM small") == [(60_000, sum(range(60_000)))]
+        assert scalar(conn, "SELECT count(*) FROM lake.snapshots()") < before_snapshots

@@ -30,6 +30,7 @@ from .hangup import hang_up_clients
 from .connections import LiveConnections, client_address, client_host
 from .handlers.base import Call
 from .handlers.ingest import IngestHandlers
+from .handlers.lake_upkeep import LakeUpkeepHandlers
 from .handlers.metadata import METADATA_COMMANDS, MetadataHandlers
 from .handlers.prepared import PreparedHandlers
 from .handlers.sessions import SessionHandlers
@@ -103,11 +104,13 @@ OPERATOR_ACTIONS = {
     "statistics": ("action_statistics", "Server statistics (JSON)."),
     "circuit-breaker-reset": ("action_circuit_breaker_reset", "Close the circuit breaker (JSON result)."),
     "backup": ("action_backup", "Write a signed Parquet snapshot of the database (JSON: path, size, restore command)."),
+    "lake-upkeep": ("action_lake_upkeep", "DuckLake housekeeping: write out inlined rows, merge small files, expire "
+                    "old snapshots, delete unneeded files (JSON body: older_than_seconds)."),
 }
 
 
 class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, SessionHandlers, IngestHandlers,
-                      OperationsHandlers, PlainFlightHandlers, flight.FlightServerBase):
+                      OperationsHandlers, PlainFlightHandlers, LakeUpkeepHandlers, flight.FlightServerBase):
     """Arrow Flight SQL in front of one DuckDB database; one pooled connection per client session."""
 
     # pyarrow starts serving inside FlightServerBase.__init__, so calls can arrive before this object is
