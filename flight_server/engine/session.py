@@ -453,8 +453,9 @@ class Session:
                 self.transaction_id = None
                 self._read_transaction = self.sql_transaction = False
             self.prepared.clear()
+            closed = UnavailableError("the session was closed while this result was being sent")
             for stream in list(self.parked.values()) + self.streams:
-                stream.close()  # deletes its spill file
+                stream.close(closed)  # deletes its spill file
             self.parked.clear()
             self.streams.clear()
             try:

@@ -157,9 +157,14 @@ class ResultStream:
             self.space.free_memory(self._memory)
             self._memory = 0
 
-    def close(self) -> None:
+    def close(self, error: EngineError | None = None) -> None:
+        """Drops the rest of the result; with `error`, a call still sending it fails with that error instead of
+        ending as if the result were complete."""
         with self._lock:
-            self.finished = True
+            if error is not None and not self.finished:
+                self._error = error
+            else:
+                self.finished = True
             self._head = []
             self._close_reader()
             if self._spill is not None:

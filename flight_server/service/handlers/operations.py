@@ -33,10 +33,13 @@ class OperationsHandlers:
         size_mb = os.path.getsize(path) / 1e6 if path != ":memory:" and exists else 0.0
         breaker = self.breaker.stats()
         pool = self.pool.stats()
+        queue = self.admission.stats()
+        saturated = queue["running"] >= queue["max_running"] and queue["queued"] > 0  # statements wait for slots
         broken = self.recovery.broken
         if not query_ok or not exists or broken:
             status = "unhealthy"
-        elif breaker["state"] != "closed" or pool["available_connections"] == 0 or self.admission.draining:
+        elif (breaker["state"] != "closed" or pool["available_connections"] == 0 or self.admission.draining
+              or saturated):
             status = "degraded"
         else:
             status = "healthy"
@@ -49,6 +52,7 @@ class OperationsHandlers:
             "database": {"state": "reopening" if broken else "open", "fatal_error": broken,
                          "reopens": self.database.reopens},
             "connection_pool": pool,
+            "admission": {k: queue[k] for k in ("running", "queued", "max_running")},
             "circuit_breaker": {k: breaker[k] for k in ("state", "failure_count", "success_rate")},
         }
 
@@ -87,7 +91,9 @@ class OperationsHandlers:
                 "cpu_percent": process.cpu_percent(interval=0.05),
                 "disk_usage_percent": psutil.disk_usage(folder).percent,
             },
-            "sessions": {"active": len(self.pool.sessions()), **self.pool.stats()},
+            "sessions": {"active": len(self.pool.sessions()), **self.pool.stats(),
+                         "reclaimed": dict(self.pool.reclaimed)},
+            "results": self.pool.spill.stats() if self.pool.spill is not None else {},
             "queue": self.admission.stats(),
             "data": {k: stats[k] for k in ("rows_written", "rows_streamed", "bytes_streamed")},
             "circuit_breaker": self.breaker.stats(),
