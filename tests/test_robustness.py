@@ -305,3 +305,18 @@ def test_unknown_command_bytes_are_invalid_argument(server):
     finally:
         client.close()
     assert server.alive()
+
+
+def test_error_while_a_result_streams_keeps_its_status(server):
+    """An error DuckDB raises after the call has returned (mid-stream) is still the client's INVALID_ARGUMENT."""
+    client = server.flight_client()
+    query = ("SELECT CASE WHEN i = 3000000 THEN error('boom at row 3000000') ELSE i END AS v, "
+             "repeat('x', 40) AS s FROM range(5000000) t(i)")
+    try:
+        with pytest.raises(pa.ArrowInvalid) as info:
+            wire.raw_query(client, query)
+    finally:
+        client.close()
+    assert "boom at row 3000000" in str(info.value)
+    assert "QueryError" not in str(info.value)  # no Python class names of the server
+    assert server.alive()
