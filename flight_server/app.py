@@ -33,6 +33,7 @@ def build_server(config: Config) -> FlightSqlServer:
     if config.sandbox:
         allowed = tuple(config.allowed_directory_list)  # never the backup folder: the server writes backups itself
     lake = build_lake(config)
+    tickets = build_cluster_tickets(config) if lake is not None else None
     settings = EngineSettings(
         database_path=":memory:" if lake is not None else config.database_path,
         memory_limit=effective_limit(config.memory_limit, config.max_memory_percentage),
@@ -62,9 +63,19 @@ def build_server(config: Config) -> FlightSqlServer:
                        spill=build_spill(config), max_parked=config.max_parked_results)
     pool.start()
     server = FlightSqlServer(config, database, pool, auth=auth, tls=tls, policy=build_policy(config, database))
-    if lake is not None and config.cluster_secret:
-        server.cluster_tickets = ClusterTickets(config.cluster_secret.encode(), config.ticket_ttl)
+    server.cluster_tickets = tickets
     return server
+
+
+def build_cluster_tickets(config: Config) -> ClusterTickets | None:
+    """Signed tickets any node over the lake can serve (--cluster-secret), split across --cluster-nodes."""
+    if not config.cluster_secret:
+        return None
+    nodes = tuple(node.strip() for node in config.cluster_nodes.split(",") if node.strip())
+    try:
+        return ClusterTickets(config.cluster_secret.encode(), config.ticket_ttl, nodes, config.fan_out_min_rows)
+    except Exception as exc:  # noqa: BLE001 - pyarrow refused a location
+        raise ConfigError(f"FLIGHT_CLUSTER_NODES: not Flight locations (grpc://host:port): {exc}") from None
 
 
 def build_lake(config: Config) -> lakes.LakeSettings | None:

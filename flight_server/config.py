@@ -224,6 +224,10 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     Setting("ticket_ttl", "FLIGHT_TICKET_TTL", 300.0, "Seconds a signed (cluster) ticket stays valid.",
             _non_negative_float),
+    Setting("cluster_nodes", "FLIGHT_CLUSTER_NODES", "", "Comma-separated Flight locations of every node over the "
+            "lake (grpc://host:port); large plain reads are then split into one ticket per node."),
+    Setting("fan_out_min_rows", "FLIGHT_FAN_OUT_MIN_ROWS", 1_000_000, "Rows a table scan must have before "
+            "it is split across --cluster-nodes.", _positive_int),
     Setting("log_sql", "FLIGHT_LOG_SQL", True, "Include SQL text in statement log records.", _bool),
     Setting("log_level", "FLIGHT_LOG_LEVEL", "info", "debug, info, warning or error.", _log_level),
 )
@@ -295,6 +299,8 @@ class Config:
     lake_data_path: str = ""
     cluster_secret: str = ""
     ticket_ttl: float = 300.0
+    cluster_nodes: str = ""
+    fan_out_min_rows: int = 1_000_000
     log_sql: bool = True
     log_level: str = "info"
 

@@ -115,7 +115,7 @@ def _port_open(port: int) -> bool:
         return False
 
 
-def launch_server(workdir: Path, database: str | None = None,
+def launch_server(workdir: Path, database: str | None = None, fixed_port: int | None = None,
                   **flags: Any) -> ServerHandle:
     """Start ``python -m flight_server`` and wait until its port accepts TCP.
 
@@ -134,7 +134,7 @@ def launch_server(workdir: Path, database: str | None = None,
 
     last_error = ""
     for attempt in range(3):  # a free port can be taken between probe and bind
-        port = free_port()
+        port = fixed_port or free_port()
         argv = [sys.executable, "-m", "flight_server", "--host", HOST,
                 "--port", str(port), "--database", database]
         if "http_port" not in flags:

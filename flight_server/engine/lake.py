@@ -130,6 +130,49 @@ def at_snapshot(conn: duckdb.DuckDBPyConnection, sql: str, snapshot: int) -> str
     return conn.execute("SELECT json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()[0]
 
 
+def partitions(conn: duckdb.DuckDBPyConnection, sql: str, parts: int, min_rows: int) -> list[str] | None:
+    """`sql` split into `parts` queries over disjoint row id ranges of its table, whose results together are
+    its result; None unless it is a plain scan (`SELECT columns FROM one lake table [WHERE ...]`: no
+    aggregates, joins, ordering, limits or CTEs) of at least `min_rows` rows. Give it the query `at_snapshot`
+    made, so that every part reads the same snapshot."""
+    tree = json.loads(conn.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    statements = tree.get("statements") or []
+    node = statements[0].get("node", {}) if len(statements) == 1 else {}
+    table = node.get("from_table") or {}
+    plain = (node.get("type") == "SELECT_NODE" and not node.get("modifiers") and not node.get("group_expressions")
+             and not node.get("having") and not node.get("qualify") and not node.get("sample")
+             and not (node.get("cte_map") or {}).get("map") and table.get("type") == "BASE_TABLE"
+             and (table.get("catalog_name") or LAKE).lower() == LAKE and table.get("at_clause")
+             and all(e.get("class") in ("COLUMN_REF", "STAR") for e in node.get("select_list", [None])))
+    if not plain:
+        return None
+    name = ".".join(_identifier(part) for part in
+                    (LAKE, table.get("schema_name") or "main", table["table_name"]))
+    version = int(table["at_clause"]["expr"]["value"]["value"])
+    low, high, count = conn.execute(
+        f"SELECT min(rowid), max(rowid), count(*) FROM {name} AT (VERSION => {version})").fetchone()
+    if count < min_rows or low is None:
+        return None
+    step = (high + 1 - low + parts - 1) // parts
+    queries = []
+    for index in range(parts):
+        start, stop = low + index * step, low + (index + 1) * step
+        rows = json.loads(conn.execute("SELECT json_serialize_sql(?)", [
+            f"SELECT 1 WHERE rowid >= {start} AND rowid < {stop}"]).fetchone()[0])["statements"][0]["node"]
+        bounded = json.loads(json.dumps(tree))
+        part = bounded["statements"][0]["node"]
+        where = part.get("where_clause")
+        part["where_clause"] = rows["where_clause"] if not where else {
+            "class": "CONJUNCTION", "type": "CONJUNCTION_AND", "alias": "", "query_location": 0,
+            "children": [where, rows["where_clause"]]}
+        queries.append(conn.execute("SELECT json_deserialize_sql(?)", [json.dumps(bounded)]).fetchone()[0])
+    return queries
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _nodes(tree) -> Iterable[dict]:
     stack = [tree]
     while stack:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import time
 
@@ -21,6 +22,7 @@ import pyarrow.flight as flight
 
 from ..engine import lake
 from ..engine.errors import EngineError, NotFoundError, PermissionDeniedError
+from ..protocol import commands
 from ..protocol import flight_sql_pb2 as sql
 from .handlers.base import Call, info_for
 
@@ -37,9 +39,15 @@ _SESSION_STATE = (
 
 
 class ClusterTickets:
-    def __init__(self, key: bytes, ttl: float, clock=time.time):
+    def __init__(self, key: bytes, ttl: float, nodes: tuple[str, ...] = (), fan_out_min_rows: int = 1_000_000,
+                 clock=time.time):
         self._key = key
         self._ttl = ttl
+        # Fan-out: a plain scan of a large table becomes one endpoint per node, each with its own row range
+        # of the same snapshot and that node as its location (rotated per query to spread the first part).
+        self._nodes = [flight.Location(node) for node in nodes]
+        self._fan_out_min_rows = fan_out_min_rows
+        self._rotation = itertools.count()
         self._clock = clock
 
     # -- issuing ----------------------------------------------------------
@@ -60,6 +68,8 @@ class ClusterTickets:
                     return None
                 snapshot = lake.current_snapshot(conn)
                 query = lake.at_snapshot(conn, query, snapshot)
+                parts = lake.partitions(conn, query, len(self._nodes), self._fan_out_min_rows) \
+                    if len(self._nodes) > 1 and parameters is None else None
             # Binds the rewritten query through the session (role check included) without running it.
             schema = _bound_schema(session, query, parameters)
         except (duckdb.Error, EngineError):
@@ -69,8 +79,13 @@ class ClusterTickets:
         principal = call.principal
         claims = {"q": query, "p": _pack(parameters), "s": snapshot, "e": self._clock() + self._ttl,
                   "u": getattr(principal, "user", None), "r": getattr(principal, "role", None)}
-        ticket = sql.TicketStatementQuery(statement_handle=self.sign(claims))
-        return info_for(descriptor, schema, ticket)
+        if parts is None:
+            return info_for(descriptor, schema, sql.TicketStatementQuery(statement_handle=self.sign(claims)))
+        first = next(self._rotation)
+        endpoints = [flight.FlightEndpoint(
+            commands.pack(sql.TicketStatementQuery(statement_handle=self.sign(dict(claims, q=part)))),
+            [self._nodes[(first + index) % len(self._nodes)]]) for index, part in enumerate(parts)]
+        return flight.FlightInfo(schema, descriptor, endpoints, -1, -1)
 
     def sign(self, claims: dict) -> bytes:
         body = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode())
