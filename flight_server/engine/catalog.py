@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import duckdb
 import pyarrow as pa
 
+from . import type_info
 from .errors import classify
 
 TABLE_TYPES = ("BASE TABLE", "LOCAL TEMPORARY", "VIEW")
@@ -62,39 +63,44 @@ def tables(conn, catalog: str | None, schema_pattern: str | None, table_pattern:
     return _rows(conn, sql + " ORDER BY 1, 2, 3, 4", params)
 
 
-def columns(conn, catalog: str, schema: str, table: str) -> list[tuple]:
-    """(name, DuckDB type, nullable, precision, scale) per column in order."""
-    return _rows(conn, "SELECT column_name, data_type, is_nullable, numeric_precision, numeric_scale "
-                       "FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ? "
-                       "ORDER BY column_index", [catalog, schema, table])
+def table_schemas(conn, tables: Sequence[tuple[str, str, str, str]]) -> list[pa.Schema]:
+    """For (catalog, schema, table, table_type) rows: the Arrow schema a SELECT * of each streams, every field with
+    the column metadata JDBC/ODBC-minded clients read (type name, precision, scale, nullability, default,
+    comment, read-only ...). One catalog query for all the tables' columns, then one bind per table."""
+    if not tables:
+        return []
+    names = [list(column) for column in zip(*(row[:3] for row in tables))]
+    rows = _rows(conn, "SELECT c.database_name, c.schema_name, c.table_name, c.column_name, c.data_type, "
+                       "c.is_nullable, c.column_default, c.comment, d.readonly "
+                       "FROM duckdb_columns() c JOIN duckdb_databases() d USING (database_name) "
+                       "JOIN (SELECT unnest(?) AS database_name, unnest(?) AS schema_name, unnest(?) AS table_name) "
+                       "w USING (database_name, schema_name, table_name) ORDER BY c.column_index", names)
+    columns: dict[tuple[str, str, str], list[tuple]] = {}
+    for row in rows:
+        columns.setdefault(row[:3], []).append(row[3:])
+    return [_table_schema(conn, row, columns.get(tuple(row[:3]), [])) for row in tables]
 
 
-def table_schema(conn, catalog: str, schema: str, table: str) -> pa.Schema:
-    """The Arrow schema a SELECT * of the table streams, with Flight SQL column metadata."""
+def _table_schema(conn, row: tuple[str, str, str, str], columns: list[tuple]) -> pa.Schema:
+    catalog, schema, table, table_type = row
     name = ".".join(quote(part) for part in (catalog, schema, table))
     try:
         arrow_schema = conn.sql(f"SELECT * FROM {name}").limit(0).to_arrow_table().schema
     except Exception as exc:
         raise classify(exc) from None
-    details = {row[0]: row for row in columns(conn, catalog, schema, table)}
+    by_name = {column[0]: column for column in columns}
     fields = []
-    for arrow_field in arrow_schema:
-        _, type_name, nullable, precision, scale = details.get(arrow_field.name, (None, "", True, None, None))
-        metadata = {
-            "ARROW:FLIGHT:SQL:CATALOG_NAME": catalog,
-            "ARROW:FLIGHT:SQL:DB_SCHEMA_NAME": schema,
-            "ARROW:FLIGHT:SQL:TABLE_NAME": table,
-            "ARROW:FLIGHT:SQL:TYPE_NAME": type_name,
-            "ARROW:FLIGHT:SQL:IS_AUTO_INCREMENT": "0",
-            "ARROW:FLIGHT:SQL:IS_CASE_SENSITIVE": "1" if type_name == "VARCHAR" else "0",
-            "ARROW:FLIGHT:SQL:IS_READ_ONLY": "0",
-            "ARROW:FLIGHT:SQL:IS_SEARCHABLE": "1",
-        }
-        if precision is not None:
-            metadata["ARROW:FLIGHT:SQL:PRECISION"] = str(precision)
-        if scale is not None:
-            metadata["ARROW:FLIGHT:SQL:SCALE"] = str(scale)
-        fields.append(arrow_field.with_nullable(bool(nullable)).with_metadata(metadata))
+    for index, arrow_field in enumerate(arrow_schema):
+        column = columns[index] if index < len(columns) and columns[index][0] == arrow_field.name \
+            else by_name.get(arrow_field.name)
+        if column is None:  # not in the catalog (cannot happen for a table; kept plain rather than guessed)
+            fields.append(arrow_field)
+            continue
+        _, type_name, nullable, default, comment, read_only_database = column
+        facts = type_info.ColumnFacts(catalog, schema, table, nullable=bool(nullable), default=default,
+                                      comment=comment, read_only=bool(read_only_database) or table_type == "VIEW")
+        fields.append(arrow_field.with_nullable(bool(nullable))
+                      .with_metadata(type_info.table_metadata(type_name, facts)))
     return pa.schema(fields)
 
 

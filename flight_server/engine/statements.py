@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from . import type_info
 from .errors import QueryError, classify
 
 _COUNTING = {
@@ -136,15 +137,20 @@ def insert_from_table(parsed: Parsed, view: str) -> str | None:
 
 
 def query_schema(conn: duckdb.DuckDBPyConnection, parsed: Parsed) -> pa.Schema | None:
-    """The Arrow schema a parameterless query will stream, found by binding it without running it."""
+    """The Arrow schema a parameterless query will stream, found by binding it without running it, with Flight SQL's
+    column metadata for each field."""
     if len(parsed.statements) != 1 or not parsed.is_query or parsed.parameter_count:
         return None
     if parsed.last.type != duckdb.StatementType.SELECT or not parsed.last.query.strip():
         return None
     try:
-        return conn.sql(parsed.last.query).limit(0).to_arrow_table().schema
+        relation = conn.sql(parsed.last.query)
+        schema = relation.limit(0).to_arrow_table().schema
+        types = [str(kind) for kind in relation.types]
     except Exception as exc:
         raise classify(exc) from None
+    # Flight SQL's column metadata (type name, precision, scale ...) from the types DuckDB bound: no catalog query.
+    return pa.schema([type_info.annotated(field, kind) for field, kind in zip(schema, types)])
 
 
 def batch_rows(description: Sequence[tuple] | None) -> int:

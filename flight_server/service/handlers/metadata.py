@@ -55,13 +55,13 @@ class MetadataHandlers:
 
     def _tables(self, conn, command: sql.CommandGetTables) -> pa.Table:
         types = [_TYPE_FILTERS.get(t.upper(), t) for t in command.table_types]
-        rows = catalog.tables(conn, optional(command, "catalog"), optional(command, "db_schema_filter_pattern"),
-                              optional(command, "table_name_filter_pattern"), types)
-        rows = [(c, s, t, _TYPE_NAMES.get(kind, kind)) for c, s, t, kind in rows]
+        raw_rows = catalog.tables(conn, optional(command, "catalog"), optional(command, "db_schema_filter_pattern"),
+                                  optional(command, "table_name_filter_pattern"), types)
+        rows = [(c, s, t, _TYPE_NAMES.get(kind, kind)) for c, s, t, kind in raw_rows]
         if not command.include_schema:
             return schemas.table(rows, schemas.TABLES)
-        with_schema = [row + (catalog.table_schema(conn, row[0], row[1], row[2]).serialize().to_pybytes(),)
-                       for row in rows]
+        with_schema = [row + (schema.serialize().to_pybytes(),)
+                       for row, schema in zip(rows, catalog.table_schemas(conn, raw_rows))]
         return schemas.table(with_schema, schemas.TABLES_WITH_SCHEMA)
 
     def _table_types(self, conn, command) -> pa.Table:

@@ -55,9 +55,8 @@ class PlainFlightHandlers:
         with call.session.busy() as conn:
             rows = catalog.tables(conn, None, None, None, ("BASE TABLE", "VIEW"))
             infos = []
-            for catalog_name, schema_name, table_name, _ in rows:
+            for (catalog_name, schema_name, table_name, _), schema in zip(rows, catalog.table_schemas(conn, rows)):
                 parts = [catalog_name, schema_name, table_name]
-                schema = catalog.table_schema(conn, *parts)
                 descriptor = flight.FlightDescriptor.for_path(*parts)
                 infos.append(info_for(descriptor, schema, table_query(parts)))
         return infos
