@@ -110,8 +110,9 @@ KILLED_CLIENT = textwrap.dedent("""
     import sys, time
     import adbc_driver_flightsql.dbapi as flightsql
     import pyarrow as pa
+    import pyarrow.flight as flight
 
-    uri, table = sys.argv[1], sys.argv[2]
+    uri, table, how = sys.argv[1], sys.argv[2], sys.argv[3]
     schema = pa.schema([("i", pa.int64()), ("s", pa.string())])
 
     def batches():
@@ -122,18 +123,25 @@ KILLED_CLIENT = textwrap.dedent("""
                 print("streaming", flush=True)
             time.sleep(0.002)
 
-    conn = flightsql.connect(uri, autocommit=True)
-    with conn.cursor() as cur:
-        cur.adbc_ingest(table, pa.RecordBatchReader.from_batches(schema, batches()), mode="create")
+    if how == "adbc":
+        conn = flightsql.connect(uri, autocommit=True)
+        with conn.cursor() as cur:
+            cur.adbc_ingest(table, pa.RecordBatchReader.from_batches(schema, batches()), mode="create")
+    else:  # plain Flight DoPut with a path descriptor
+        writer, _ = flight.FlightClient(uri).do_put(flight.FlightDescriptor.for_path(table), schema)
+        for batch in batches():
+            writer.write_batch(batch)
+        writer.close()
     print("finished", flush=True)
 """)
 
 
-def test_client_killed_mid_ingest_commits_nothing(start_server, unique_name):
+@pytest.mark.parametrize("how", ["adbc", "plain-flight"])
+def test_client_killed_mid_ingest_commits_nothing(start_server, unique_name, how):
     server = start_server()
     table = unique_name()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    client = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, server.uri, table], stdout=subprocess.PIPE,
+    client = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, server.uri, table, how], stdout=subprocess.PIPE,
                               env=env, text=True)
     try:
         assert client.stdout.readline().strip() == "streaming"
