@@ -147,8 +147,14 @@ def test_session_bound_statements_keep_session_tickets(lake_nodes, postgres, tmp
     assert client.do_get(info.endpoints[0].ticket, options).read_all().to_pylist() == [{"x": 42}]
     info = client.get_flight_info(flight.FlightDescriptor.for_command("SELECT x FROM scratch"), options)
     assert b"lake1." not in info.endpoints[0].ticket.ticket  # a session-bound ticket, not a signed one
+    assert [loc.uri for loc in info.endpoints[0].locations] == [b"arrow-flight-reuse-connection://?"]
     with pytest.raises(KeyError, match="not found"):  # another node has no such session
         _redeem(b, info.endpoints[0].ticket)
+    # ADBC follows the location back to its own connection: temp tables work in a cluster.
+    with a.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE mine AS SELECT 7 AS y")
+        cur.execute("SELECT y FROM mine")
+        assert cur.fetchall() == [(7,)]
 
 
 def test_tickets_are_bound_to_their_user(lake_nodes, postgres, tmp_path):

@@ -27,6 +27,7 @@ from ..protocol import flight_sql_pb2 as sql
 from .handlers.base import Call, info_for
 
 PREFIX = b"lake1."
+REUSE_CONNECTION = flight.Location("arrow-flight-reuse-connection://?")  # Flight's "this same connection"
 
 # Whether the session holds anything another node's session would not have: temporary tables, views or
 # macros, or a default catalog/schema other than the lake's.
@@ -86,6 +87,14 @@ class ClusterTickets:
             commands.pack(sql.TicketStatementQuery(statement_handle=self.sign(dict(claims, q=part)))),
             [self._nodes[(first + index) % len(self._nodes)]]) for index, part in enumerate(parts)]
         return flight.FlightInfo(schema, descriptor, endpoints, -1, -1)
+
+    @staticmethod
+    def session_bound(info: flight.FlightInfo) -> flight.FlightInfo:
+        """`info` with its endpoints pointing at the connection that asked: the node holding the session (a
+        load balancer may route a client's next connection elsewhere; Flight clients read this location as
+        "the connection you are on")."""
+        endpoints = [flight.FlightEndpoint(endpoint.ticket, [REUSE_CONNECTION]) for endpoint in info.endpoints]
+        return flight.FlightInfo(info.schema, info.descriptor, endpoints, info.total_records, info.total_bytes)
 
     def sign(self, claims: dict) -> bytes:
         body = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode())

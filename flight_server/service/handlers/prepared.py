@@ -55,7 +55,8 @@ class PreparedHandlers:
                 return info
         outcome = call.session.execute_prepared(command.prepared_statement_handle)
         handle = call.session.park(outcome.reader)
-        return info_for(descriptor, outcome.reader.schema, statement_ticket(handle), outcome.rowcount)
+        info = info_for(descriptor, outcome.reader.schema, statement_ticket(handle), outcome.rowcount)
+        return info if self.cluster_tickets is None else self.cluster_tickets.session_bound(info)
 
     def get_schema_prepared(self, call: Call, command: sql.CommandPreparedStatementQuery):
         prepared = call.session.get_prepared(command.prepared_statement_handle)

@@ -24,7 +24,8 @@ class StatementHandlers:
         transaction = optional(command, "transaction_id")
         outcome = call.session.execute(command.query, transaction)
         handle = call.session.park(outcome.reader)
-        return info_for(descriptor, outcome.reader.schema, statement_ticket(handle), outcome.rowcount)
+        info = info_for(descriptor, outcome.reader.schema, statement_ticket(handle), outcome.rowcount)
+        return info if self.cluster_tickets is None else self.cluster_tickets.session_bound(info)
 
     def get_schema_statement(self, call: Call, command: sql.CommandStatementQuery):
         schema = call.session.schema_of(command.query)
