@@ -133,7 +133,7 @@ def in_process(con, array: pa.Array) -> pa.Array | Exception:
 
 
 def through_server(cur, array: pa.Array) -> pa.Array | Exception:
-    """`SELECT ?` with a one-row parameter batch, through an ADBC prepared statement."""
+    """`SELECT ?` with a parameter batch (one result row per parameter row), through an ADBC prepared statement."""
     try:
         cur.execute("SELECT ? AS v", _batch(array))
         return cur.fetch_arrow_table().column(0).combine_chunks()
@@ -177,6 +177,19 @@ def test_edge_values_bind_like_in_process_duckdb(conn, local, case):
         for index in range(len(array)):
             one = array.slice(index, 1)
             assert_binds_like_duckdb(through_server(cur, one), in_process(local, one), f"{case}[{values[index]!r}]")
+    finally:
+        cur.close()
+
+
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+def test_edge_values_in_one_batch(conn, local, case):
+    """All of a type's edge values (NULL among them) bound as one batch: the query runs once per row and the
+    rows' results stack into one column of the type DuckDB reads."""
+    kind, values = EDGE_CASES[case]
+    array = pa.array(values, kind)
+    cur = conn.cursor()
+    try:
+        assert_binds_like_duckdb(through_server(cur, array), in_process(local, array), case)
     finally:
         cur.close()
 

@@ -51,6 +51,30 @@ def rows(batch: pa.RecordBatch | pa.Table) -> Iterator[list[object]]:
         yield [values[index] for values in columns]
 
 
+def stack_results(tables: list[pa.Table]) -> pa.Table:
+    """The results of one query run once per parameter row, as one table. DuckDB's Python binding has no typed
+    NULL, so a row whose parameter was NULL can give an all-NULL column of another type (`SELECT ?` gives INTEGER);
+    such a column takes the type the other rows' results agree on."""
+    if len(tables) < 2:
+        return tables[0] if tables else pa.table({})
+    try:
+        return pa.concat_tables(tables)
+    except pa.ArrowInvalid:
+        pass
+    fields = list(tables[0].schema)
+    for index, field in enumerate(fields):
+        typed = {table.schema.field(index).type for table in tables if table.column(index).null_count < len(table)}
+        if len(typed) == 1:
+            fields[index] = field.with_type(typed.pop())
+    schema = pa.schema(fields)
+    aligned = []
+    for table in tables:
+        columns = [column if column.type == field.type or column.null_count < len(column)
+                   else pa.nulls(len(column), field.type) for column, field in zip(table.columns, schema)]
+        aligned.append(pa.Table.from_arrays(columns, schema=schema) if table.schema != schema else table)
+    return pa.concat_tables(aligned)
+
+
 def duckdb_type(kind: pa.DataType) -> str | None:
     """The DuckDB type DuckDB's Arrow scan reads an Arrow type as; None for types left to DuckDB to infer."""
     if pa.types.is_dictionary(kind):

@@ -289,7 +289,7 @@ class Session:
             for row in rows:
                 outcome = statements.run(self.conn, prepared.parsed, row)
                 tables.append(outcome.reader.read_all())
-            table = pa.concat_tables(tables)
+            table = parameters.stack_results(tables)
             return statements.Outcome(reader=table.to_reader(), rowcount=-1)
 
     def execute_prepared_update(self, handle: bytes, batches: Iterable[pa.RecordBatch] | None = None,
