@@ -302,3 +302,28 @@ def test_fan_out_read_spreads_over_the_nodes_and_equals_the_single_node_result(l
     # Aggregates and small tables keep one endpoint.
     info = client.get_flight_info(flight.FlightDescriptor.for_command("SELECT count(*) FROM wide"), options)
     assert len(info.endpoints) == 1
+
+
+def test_nodes_started_together_on_an_empty_catalog_all_attach(postgres, tmp_path):
+    """Engines opened at once on a new catalog race to create its tables; every one attaches."""
+    from flight_server.engine.database import Database, EngineSettings
+    from flight_server.engine.lake import LakeSettings
+    lake = LakeSettings(postgres.create_database(), local_data_path(tmp_path))
+    opened: list = []
+    errors: list = []
+
+    def open_one() -> None:
+        try:
+            opened.append(Database(EngineSettings(lake=lake, allowed_directories=(str(tmp_path / "files"),))))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == [] and len(opened) == 4
+    opened[0].connect().execute("CREATE TABLE hello AS SELECT 1 AS x")
+    assert [db.connect().execute("SELECT x FROM hello").fetchall() for db in opened] == [[(1,)]] * 4
+    for db in opened:
+        db.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from . import extensions
 
 LAKE = "lake"  # the name the lake is attached under; every session's default catalog
 METADATA_PREFIX = "__ducklake_metadata_"  # DuckLake attaches its catalog database under this prefix + LAKE
+_INIT_ATTEMPTS = 5
 _REMOTE = ("s3://", "s3a://", "gs://", "gcs://", "r2://", "az://", "abfss://", "http://", "https://")
 
 
@@ -76,7 +78,16 @@ def attach(root: duckdb.DuckDBPyConnection, lake: LakeSettings) -> None:
     options = [f"DATA_PATH '{_quote(lake.data_location)}'"]
     if lake.read_only:
         options.append("READ_ONLY")
-    root.execute(f"ATTACH '{_quote(target)}' AS {LAKE} ({', '.join(options)})")
+    statement = f"ATTACH '{_quote(target)}' AS {LAKE} ({', '.join(options)})"
+    for attempt in range(_INIT_ATTEMPTS):
+        try:
+            root.execute(statement)
+            return
+        except duckdb.Error as exc:
+            # Nodes started together on an empty catalog race to create its tables; the losers attach again.
+            if "failed to initialize ducklake" not in str(exc).lower() or attempt + 1 == _INIT_ATTEMPTS:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def reachable(lake: LakeSettings) -> tuple[list[str], list[str]]:
