@@ -75,6 +75,7 @@ def stack_results(tables: list[pa.Table]) -> pa.Table:
     return pa.concat_tables(aligned)
 
 
+@functools.lru_cache(maxsize=512)
 def duckdb_type(kind: pa.DataType) -> str | None:
     """The DuckDB type DuckDB's Arrow scan reads an Arrow type as; None for types left to DuckDB to infer."""
     if pa.types.is_dictionary(kind):
