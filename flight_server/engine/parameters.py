@@ -152,11 +152,10 @@ def _python_values(array: pa.Array) -> list[object]:
         items = _python_values(array.values)
         return [items[(start + i) * size:(start + i + 1) * size] if ok else None for i, ok in enumerate(valid)]
     if pa.types.is_map(kind):
+        # keys and items are the whole (unsliced) children; offsets index into them.
         keys, items = _python_values(array.keys), _python_values(array.items)
         offsets = array.offsets.to_pylist()
-        base = offsets[0] if offsets else 0
-        return [{"key": keys[offsets[i] - base:offsets[i + 1] - base],
-                 "value": items[offsets[i] - base:offsets[i + 1] - base]} if ok else None
+        return [{"key": keys[offsets[i]:offsets[i + 1]], "value": items[offsets[i]:offsets[i + 1]]} if ok else None
                 for i, ok in enumerate(valid)]
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         items = _python_values(array.values)
@@ -187,7 +186,8 @@ def _text_formatter(kind: pa.DataType) -> Callable[[object], str] | None:
     """How a value of a temporal or decimal Arrow type (its raw integer for temporal types) becomes DuckDB's text
     for the value DuckDB's Arrow scan reads."""
     if pa.types.is_decimal(kind):
-        return _decimal_text
+        # Wider than DuckDB's 38 digits: left as Decimal objects, for DuckDB to bind as it binds those.
+        return _decimal_text if kind.precision <= 38 else None
     if pa.types.is_timestamp(kind):
         if kind.tz is not None:
             return functools.partial(_timestamptz_text, unit=kind.unit)
