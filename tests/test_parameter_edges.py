@@ -98,6 +98,11 @@ def _edge_cases() -> dict[str, tuple[pa.DataType, list]]:
                                     [{"t": _TIME_END["ns"], "d": -_DATE_MAX_DAYS}, None])
     cases["map_string_timestamptz"] = (pa.map_(pa.string(), pa.timestamp("us", tz="UTC")),
                                        [[("max", _TS_MAX["us"]), ("min", _TS_MIN["us"])], None])
+    cases["list_view_timestamp_ns"] = (pa.list_view(pa.timestamp("ns")),
+                                       [[_TS_MAX["ns"], None], [], [_TS_MIN["ns"]], None])
+    cases["run_end_encoded_timestamp_ns"] = (pa.run_end_encoded(pa.int32(), pa.timestamp("ns")),
+                                             [_TS_MAX["ns"], _TS_MAX["ns"], None, _TS_MIN["ns"]])
+    cases["dictionary_string"] = (pa.dictionary(pa.int32(), pa.string()), ["b", "a", "b", None])
     cases["list_int64"] = (pa.list_(pa.int64()), [[-(2**63), I64_MAX, None], [], None])
     cases["fixed_size_list_decimal"] = (pa.list_(pa.decimal128(38, 2), 2),
                                         [[decimal.Decimal("-" + nines[:36] + ".99"), decimal.Decimal(0)], None])
@@ -171,12 +176,12 @@ def assert_binds_like_duckdb(got, want, what: str) -> None:
 @pytest.mark.parametrize("case", sorted(EDGE_CASES))
 def test_edge_values_bind_like_in_process_duckdb(conn, local, case):
     kind, values = EDGE_CASES[case]
-    array = pa.array(values, kind)
     cur = conn.cursor()
     try:
-        for index in range(len(array)):
-            one = array.slice(index, 1)
-            assert_binds_like_duckdb(through_server(cur, one), in_process(local, one), f"{case}[{values[index]!r}]")
+        for value in values:
+            # A fresh one-value array rather than a slice: the ADBC driver's IPC writer fails on list-view slices.
+            one = pa.array([value], kind)
+            assert_binds_like_duckdb(through_server(cur, one), in_process(local, one), f"{case}[{value!r}]")
     finally:
         cur.close()
 

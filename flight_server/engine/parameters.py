@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from duckdb.value.constant import Value
 
 _INT64_MAX = 2**63 - 1
@@ -78,7 +79,7 @@ def stack_results(tables: list[pa.Table]) -> pa.Table:
 @functools.lru_cache(maxsize=512)
 def duckdb_type(kind: pa.DataType) -> str | None:
     """The DuckDB type DuckDB's Arrow scan reads an Arrow type as; None for types left to DuckDB to infer."""
-    if pa.types.is_dictionary(kind):
+    if pa.types.is_dictionary(kind) or pa.types.is_run_end_encoded(kind):
         return duckdb_type(kind.value_type)
     for test, name in _FLAT_TYPES:
         if test(kind):
@@ -133,6 +134,8 @@ def _python_values(array: pa.Array) -> list[object]:
     kind = array.type
     if pa.types.is_dictionary(kind):
         return _python_values(array.dictionary_decode())
+    if pa.types.is_run_end_encoded(kind):
+        return _python_values(pc.run_end_decode(array))
     formatter = _text_formatter(kind)
     if formatter is not None:
         return _format(array, formatter)
@@ -161,6 +164,10 @@ def _python_values(array: pa.Array) -> list[object]:
         items = _python_values(array.values)
         offsets = array.offsets.to_pylist()
         return [items[offsets[i]:offsets[i + 1]] if ok else None for i, ok in enumerate(valid)]
+    if pa.types.is_list_view(kind) or pa.types.is_large_list_view(kind):
+        items = _python_values(array.values)
+        spans = zip(array.offsets.to_pylist(), array.sizes.to_pylist())
+        return [items[start:start + size] if ok else None for ok, (start, size) in zip(valid, spans)]
     return array.to_pylist()
 
 
@@ -168,7 +175,7 @@ def _needs_conversion(kind: pa.DataType) -> bool:
     """Whether to_pylist() would lose something somewhere in this (possibly nested) type."""
     if _text_formatter(kind) is not None or pa.types.is_floating(kind) or pa.types.is_map(kind):
         return True  # maps: to_pylist() gives (key, value) tuples, which DuckDB reads as structs
-    if pa.types.is_dictionary(kind):
+    if pa.types.is_dictionary(kind) or pa.types.is_run_end_encoded(kind):
         return _needs_conversion(kind.value_type)
     return any(_needs_conversion(kind.field(i).type) for i in range(kind.num_fields))
 
