@@ -196,8 +196,11 @@ def run(config: Config) -> int:
     return _shut_down(server, http, config.shutdown_grace_period, log, signalled[0])
 
 
-# Once the grace period is over, each step of the shutdown waits at most this long for what clients hold.
-STOP_STEP_TIMEOUT = 2.0
+# After the grace period: at most this long for calls to end (their connections are cut half-way) and for the
+# sessions to close; then, if a stalled call still holds a session, at most CHECKPOINT_TIMEOUT for the
+# checkpoint. The process exits at most grace period + 3 s after the signal.
+STOP_TIMEOUT = 2.0
+CHECKPOINT_TIMEOUT = 1.0
 
 
 def _shut_down(server, http, grace_period: float, log, started: float) -> NoReturn:
@@ -208,12 +211,12 @@ def _shut_down(server, http, grace_period: float, log, started: float) -> NoRetu
     still held then is left to the process exit (what is committed is durable in the database file or its
     WAL, and what a stalled call had open never was). `started`: when the signal came."""
     interrupted = server.drain(grace_period)
-    left = server.shutdown(timeout=STOP_STEP_TIMEOUT)
+    left = server.shutdown(timeout=STOP_TIMEOUT)
     stalled = left["calls_left"] or left["sessions_left"]
     # A session left open is a cursor of the database's root connection, and closing the root waits for
     # it: then only checkpoint, itself bounded, and leave the rest to the process exit.
     checkpoint = _bounded(server.database.checkpoint if stalled else server.database.close,
-                          STOP_STEP_TIMEOUT if stalled else None)
+                          CHECKPOINT_TIMEOUT if stalled else None)
     if http is not None:
         http.stop()
     log.info("stopped", seconds=round(time.monotonic() - started, 3), grace_period=grace_period,
