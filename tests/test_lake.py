@@ -150,6 +150,16 @@ def test_session_bound_statements_keep_session_tickets(lake_nodes, postgres, tmp
     assert [loc.uri for loc in info.endpoints[0].locations] == [b"arrow-flight-reuse-connection://?"]
     with pytest.raises(KeyError, match="not found"):  # another node has no such session
         _redeem(b, info.endpoints[0].ticket)
+    # A temporary table shadowing a lake table, and a session's macro, keep the session too.
+    with a.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE shadowed AS SELECT 'lake' AS v")
+    client.get_flight_info(flight.FlightDescriptor.for_command("CREATE TEMP TABLE shadowed AS SELECT 'temp' AS v"),
+                           options)
+    client.get_flight_info(flight.FlightDescriptor.for_command("CREATE TEMP MACRO twice(x) AS x * 2"), options)
+    for sql, expected in (("SELECT v FROM shadowed", [{"v": "temp"}]), ("SELECT twice(21) AS y", [{"y": 42}])):
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(sql), options)
+        assert b"lake1." not in info.endpoints[0].ticket.ticket, sql
+        assert client.do_get(info.endpoints[0].ticket, options).read_all().to_pylist() == expected
     # ADBC follows the location back to its own connection: temp tables work in a cluster.
     with a.connect() as conn, conn.cursor() as cur:
         cur.execute("CREATE TEMP TABLE mine AS SELECT 7 AS y")

@@ -111,26 +111,42 @@ def use(conn: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return conn
 
 
-def current_snapshot(conn: duckdb.DuckDBPyConnection) -> int:
-    """The lake's latest committed snapshot id, as this connection sees it now."""
-    return int(conn.execute(f"SELECT id FROM {LAKE}.current_snapshot()").fetchone()[0])
+# What decides whether a query means the same on another node, in one statement (each costs a catalog round
+# trip): the default catalog and schema, temporary tables and views (`AT` would skip a temporary table and
+# read the lake's table of that name), the lake's current snapshot, and DuckDB's parse of the query.
+_PIN = (f"SELECT current_database() = '{LAKE}' AND current_schema() = 'main', "
+        "(SELECT count(*) FROM duckdb_tables() WHERE temporary) "
+        "+ (SELECT count(*) FROM duckdb_views() WHERE temporary AND NOT internal), "
+        f"(SELECT id FROM {LAKE}.current_snapshot()), json_serialize_sql(?)")
 
 
-def at_snapshot(conn: duckdb.DuckDBPyConnection, sql: str, snapshot: int) -> str:
-    """`sql` (one SELECT) rewritten so that every lake table it reads is read `AT (VERSION => snapshot)`: the
-    same rows on any node, whatever was committed since. DuckDB's own parser does the work
-    (json_serialize_sql / json_deserialize_sql); names of CTEs and tables of other catalogs are left alone.
-    Raises duckdb.Error when DuckDB cannot serialize the statement."""
-    tree = json.loads(conn.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
-    if tree.get("error"):
-        raise duckdb.InvalidInputException(tree.get("error_message", "cannot serialize the statement"))
-    ctes = {entry["key"].lower() for node in _nodes(tree) if isinstance(node.get("cte_map"), dict)
+def builtin_functions(conn: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """Names of the functions DuckDB and its loaded extensions define (not macros anyone created)."""
+    return frozenset(row[0].lower() for row in conn.execute(
+        "SELECT DISTINCT function_name FROM duckdb_functions() WHERE database_name = 'system'").fetchall())
+
+
+def pin(conn: duckdb.DuckDBPyConnection, sql: str, builtins: frozenset[str]) -> tuple[str, dict, int] | None:
+    """`sql` (one SELECT) rewritten so that every lake table it reads is read `AT (VERSION => n)` at the lake's
+    current snapshot n: the same rows on any node, whatever was committed since. Returns (query, its parse
+    tree, n), or None when the query depends on this connection (temporary objects, macros, another default
+    catalog or schema). DuckDB's own parser does the work (json_serialize_sql / json_deserialize_sql); CTE
+    names and tables of other catalogs are left alone."""
+    default_place, temporary, snapshot, serialized = conn.execute(_PIN, [sql]).fetchone()
+    tree = json.loads(serialized)
+    if not default_place or temporary or tree.get("error"):
+        return None
+    nodes = list(_nodes(tree))
+    if any(node.get("class") == "FUNCTION" and node.get("function_name", "").lower() not in builtins
+           for node in nodes):
+        return None  # a macro: it may exist in this session only
+    ctes = {entry["key"].lower() for node in nodes if isinstance(node.get("cte_map"), dict)
             for entry in node["cte_map"].get("map", [])}
     version = {"unit": "VERSION", "expr": {"class": "CONSTANT", "type": "VALUE_CONSTANT", "alias": "",
                                            "query_location": 0,
                                            "value": {"type": {"id": "BIGINT", "type_info": None},
                                                      "is_null": False, "value": int(snapshot)}}}
-    for node in _nodes(tree):
+    for node in nodes:
         if node.get("type") != "BASE_TABLE" or node.get("at_clause"):
             continue
         catalog = (node.get("catalog_name") or "").lower()
@@ -138,15 +154,18 @@ def at_snapshot(conn: duckdb.DuckDBPyConnection, sql: str, snapshot: int) -> str
         if catalog not in ("", LAKE) or (unqualified and node.get("table_name", "").lower() in ctes):
             continue
         node["at_clause"] = version
+    return _sql(conn, tree), tree, int(snapshot)
+
+
+def _sql(conn: duckdb.DuckDBPyConnection, tree: dict) -> str:
     return conn.execute("SELECT json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()[0]
 
 
-def partitions(conn: duckdb.DuckDBPyConnection, sql: str, parts: int, min_rows: int) -> list[str] | None:
-    """`sql` split into `parts` queries over disjoint row id ranges of its table, whose results together are
+def partitions(conn: duckdb.DuckDBPyConnection, tree: dict, parts: int, min_rows: int) -> list[str] | None:
+    """A query split into `parts` queries over disjoint row id ranges of its table, whose results together are
     its result; None unless it is a plain scan (`SELECT columns FROM one lake table [WHERE ...]`: no
-    aggregates, joins, ordering, limits or CTEs) of at least `min_rows` rows. Give it the query `at_snapshot`
-    made, so that every part reads the same snapshot."""
-    tree = json.loads(conn.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    aggregates, joins, ordering, limits or CTEs) of at least `min_rows` rows. Give it the tree `pin` made, so
+    that every part reads the same snapshot."""
     statements = tree.get("statements") or []
     node = statements[0].get("node", {}) if len(statements) == 1 else {}
     table = node.get("from_table") or {}
@@ -176,7 +195,7 @@ def partitions(conn: duckdb.DuckDBPyConnection, sql: str, parts: int, min_rows: 
         part["where_clause"] = rows["where_clause"] if not where else {
             "class": "CONJUNCTION", "type": "CONJUNCTION_AND", "alias": "", "query_location": 0,
             "children": [where, rows["where_clause"]]}
-        queries.append(conn.execute("SELECT json_deserialize_sql(?)", [json.dumps(bounded)]).fetchone()[0])
+        queries.append(_sql(conn, bounded))
     return queries
 
 

@@ -29,16 +29,6 @@ from .handlers.base import Call, info_for
 PREFIX = b"lake1."
 REUSE_CONNECTION = flight.Location("arrow-flight-reuse-connection://?")  # Flight's "this same connection"
 
-# Whether the session holds anything another node's session would not have: temporary tables, views or
-# macros, or a default catalog/schema other than the lake's.
-_SESSION_STATE = (
-    "SELECT (SELECT count(*) FROM duckdb_tables() WHERE temporary)"
-    " + (SELECT count(*) FROM duckdb_views() WHERE temporary AND NOT internal)"
-    " + (SELECT count(*) FROM duckdb_functions() WHERE database_name = 'temp' AND NOT internal)"
-    f" + (current_database() <> '{lake.LAKE}' OR current_schema() <> 'main')::INT"
-)
-
-
 class ClusterTickets:
     def __init__(self, key: bytes, ttl: float, nodes: tuple[str, ...] = (), fan_out_min_rows: int = 1_000_000,
                  clock=time.time):
@@ -50,6 +40,7 @@ class ClusterTickets:
         self._fan_out_min_rows = fan_out_min_rows
         self._rotation = itertools.count()
         self._clock = clock
+        self._builtins: frozenset[str] | None = None  # DuckDB's own function names, read at the first query
 
     # -- issuing ----------------------------------------------------------
 
@@ -65,11 +56,13 @@ class ClusterTickets:
             if len(parsed) != 1 or parsed[0].type != duckdb.StatementType.SELECT:
                 return None
             with session.busy() as conn:
-                if conn.execute(_SESSION_STATE).fetchone()[0]:
+                if self._builtins is None:
+                    self._builtins = lake.builtin_functions(conn)
+                pinned = lake.pin(conn, query, self._builtins)
+                if pinned is None:
                     return None
-                snapshot = lake.current_snapshot(conn)
-                query = lake.at_snapshot(conn, query, snapshot)
-                parts = lake.partitions(conn, query, len(self._nodes), self._fan_out_min_rows) \
+                query, tree, snapshot = pinned
+                parts = lake.partitions(conn, tree, len(self._nodes), self._fan_out_min_rows) \
                     if len(self._nodes) > 1 and parameters is None else None
             # Binds the rewritten query through the session (role check included) without running it.
             schema = _bound_schema(session, query, parameters)
