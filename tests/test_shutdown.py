@@ -5,7 +5,12 @@ reading) are cut off; the database is checkpointed and the process exits 0 with 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -14,7 +19,7 @@ import pyarrow.flight as flight
 
 import fuzz_cases
 import flightsql_wire as wire
-from support import scalar
+from support import HOST, REPO_ROOT, ServerHandle, free_port, scalar
 
 GRACE = 3.0
 SLACK = 4.0  # the bounded waits after the grace period (2 s) and process start-up/exit
@@ -109,3 +114,57 @@ def test_sigterm_when_idle_exits_at_once(start_server):
     record = stopped_record(server.stderr_text())
     assert record["interrupted"] == 0 and record["checkpoint"] == "done", record
     assert record["sessions_left"] == 0 and not record["calls_left"], record
+
+
+# A server whose connection cutting finds nothing to cut: the fallback bounds must still end the process.
+CANNOT_HANG_UP = textwrap.dedent("""
+    import sys
+    import flight_server.service.server as server_module
+    from flight_server.cli import main
+
+    server_module.hang_up_clients = lambda port: 0
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_sigterm_exits_even_when_stalled_connections_cannot_be_cut(start_server, tmp_path):
+    database = str(tmp_path / "kept.duckdb")
+    port = free_port()
+    argv = [sys.executable, "-c", CANNOT_HANG_UP, "--host", HOST, "--port", str(port), "--http-port", "-1",
+            "--auth", "none", "--database", database, "--data-dir", str(tmp_path),
+            "--shutdown-grace-period", str(GRACE)]
+    stderr_path = tmp_path / "server.stderr.log"
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    server = ServerHandle(proc, port, tmp_path, database, stderr_path, argv)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                socket.create_connection((HOST, port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        with server.connect() as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE kept AS SELECT range AS i FROM range(500)")
+        client, _writer = stall_an_ingest(server)
+        time.sleep(1.0)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=GRACE + 30)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0, server.stderr_tail()
+    assert took < GRACE + SLACK, f"took {took:.1f} s with a {GRACE:g} s grace period\n{server.stderr_tail()}"
+    record = stopped_record(server.stderr_text())
+    assert record["connections_cut"] == 0 and record["sessions_left"] >= 1, record
+    client.close()
+
+    again = start_server(database=database)
+    with again.connect() as conn:
+        assert scalar(conn, "SELECT count(*) FROM kept") == 500
+        assert scalar(conn, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'stalled_ingest'") == 0
