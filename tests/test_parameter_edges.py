@@ -216,6 +216,20 @@ def test_parameters_across_batches(conn, local, case):
     assert_binds_like_duckdb(got, in_process(local, array), case)
 
 
+def test_union_parameters(conn, local):
+    """A union parameter binds as DuckDB's UNION of the same members, each value in its own member."""
+    def union(codes, ints, texts):
+        return pa.UnionArray.from_sparse(pa.array(codes, pa.int8()), [pa.array(ints, pa.int64()),
+                                                                      pa.array(texts, pa.string())], ["i", "s"])
+    cur = conn.cursor()
+    try:
+        for array in (union([0], [-(2**63)], [None]), union([1], [None], ["x"]),
+                      union([0, 1, 0], [I64_MAX, None, 0], [None, "", None])):
+            assert_binds_like_duckdb(through_server(cur, array), in_process(local, array), str(array.to_pylist()))
+    finally:
+        cur.close()
+
+
 def test_former_failures_now_bind(conn):
     """The values issue 11 lists: timestamptz at the ends of the s/ms/us ranges (OverflowError), ns timestamps
     at the end of their range (pandas' OutOfBoundsDatetime), time64[ns] (TIME -> TIME_NS cast), timestamp[ns]

@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from duckdb.value.constant import Value
 
+from .errors import QueryError
+
 _INT64_MAX = 2**63 - 1
 _EMPTY_MAP = {"key": [], "value": []}
 _INT32_MAX = 2**31 - 1
@@ -70,10 +72,15 @@ def stack_results(tables: list[pa.Table]) -> pa.Table:
     schema = pa.schema(fields)
     aligned = []
     for table in tables:
-        columns = [column if column.type == field.type or column.null_count < len(column)
-                   else pa.nulls(len(column), field.type) for column, field in zip(table.columns, schema)]
-        aligned.append(pa.Table.from_arrays(columns, schema=schema) if table.schema != schema else table)
-    return pa.concat_tables(aligned)
+        columns = [pa.nulls(len(column), field.type) if column.type != field.type and column.null_count == len(column)
+                   else column for column, field in zip(table.columns, schema)]
+        aligned.append(pa.Table.from_arrays(columns, names=schema.names))
+    try:
+        return pa.concat_tables(aligned, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        # Values DuckDB typed differently from row to row (a union parameter, say): no one column type to give.
+        raise QueryError(f"the parameter rows give results of different types: {str(exc).splitlines()[0]}") \
+            from None
 
 
 @functools.lru_cache(maxsize=512)
@@ -99,11 +106,13 @@ def duckdb_type(kind: pa.DataType) -> str | None:
         if child is None:
             return None
         return f"{child}[{kind.list_size}]" if pa.types.is_fixed_size_list(kind) else f"{child}[]"
-    if pa.types.is_struct(kind):
-        children = [duckdb_type(field.type) for field in kind]
+    if pa.types.is_struct(kind) or pa.types.is_union(kind):
+        fields = [kind.field(index) for index in range(kind.num_fields)]
+        children = [duckdb_type(field.type) for field in fields]
         if not children or None in children:
             return None
-        return "STRUCT(" + ", ".join(f"{_quote(field.name)} {child}" for field, child in zip(kind, children)) + ")"
+        members = ", ".join(f"{_quote(field.name)} {child}" for field, child in zip(fields, children))
+        return f"{'STRUCT' if pa.types.is_struct(kind) else 'UNION'}({members})"
     return None
 
 
