@@ -88,6 +88,7 @@ def test_commit_on_one_node_is_visible_on_the_others(lake_nodes, postgres, tmp_p
     for node in (a, c):
         with node.connect() as conn:
             assert scalar(conn, "SELECT count(*) FROM events") == 40_000
+    assert all("dbname=" not in node.stderr_text() for node in (a, b, c))  # the catalog is never logged
 
 
 def test_concurrent_conflicting_writes_fail_cleanly_with_a_retry_message(lake_nodes, postgres, tmp_path):
@@ -248,7 +249,7 @@ def test_lake_data_on_s3(lake_nodes, postgres, moto_s3, monkeypatch):
     assert _redeem(b, _ticket(a, "SELECT count(*) AS n FROM s3t")).to_pylist() == [{"n": 100000}]
 
 
-def test_catalog_password_must_come_from_the_environment(tmp_path):
+def test_catalog_password_must_come_from_the_environment_and_settings_are_redacted(tmp_path):
     import subprocess
     import sys
     done = subprocess.run([sys.executable, "-m", "flight_server", "--lake-catalog",
@@ -256,6 +257,12 @@ def test_catalog_password_must_come_from_the_environment(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2
     assert "PGPASSWORD" in done.stderr and "hunter2" not in done.stderr
+    shown = subprocess.run([sys.executable, "-m", "flight_server", "--lake-catalog", "postgres:host=db-7 dbname=lake",
+                            "--cluster-secret", "s3cr3t-value", "--print-config"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert shown.returncode == 0
+    assert "db-7" not in shown.stdout and "s3cr3t-value" not in shown.stdout
+    assert '"lake_catalog": "***"' in shown.stdout
 
 
 def test_lake_upkeep_merges_files_and_expires_snapshots(lake_nodes, tmp_path):
