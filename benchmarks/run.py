@@ -27,7 +27,6 @@ terminated when its part ends, errors and Ctrl-C included.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import secrets
 import shutil
@@ -148,7 +147,20 @@ def fresh_copy(cached: Path, dest: Path) -> Path:
 
 def run_system(system: System, res: report.Results, ctx: workloads.Context, cached: Path,
                tmpdir: Path, args, cpu: machine.CpuAccount, extra=None) -> None:
-    """Measure one system on its own copy of the data; stop it afterwards."""
+    """Measure one system on its own copy of the data; stop it afterwards.
+
+    A note records how busy the rest of the machine was during this system's part.
+    """
+    own_cpu = machine.CpuAccount()
+    try:
+        _run_system(system, res, ctx, cached, tmpdir, args,
+                    lambda pid: (cpu.record(pid), own_cpu.record(pid)), extra)
+    finally:
+        res.notes.append(f"during {system.name}: {own_cpu.summary()}")
+
+
+def _run_system(system: System, res: report.Results, ctx: workloads.Context, cached: Path,
+                tmpdir: Path, args, on_stop: Callable[[int], None], extra) -> None:
     workdir = tmpdir / system.key
     workdir.mkdir()
     db = fresh_copy(cached, workdir / "tpch.duckdb")
@@ -167,7 +179,7 @@ def run_system(system: System, res: report.Results, ctx: workloads.Context, cach
         log_path = workdir / "server.log"
         try:
             with processes.serving(system.command(port, db, workdir), port, log_path,
-                                   args.startup_timeout, log, on_stop=cpu.record):
+                                   args.startup_timeout, log, on_stop=on_stop):
                 measure(res, ctx, {k: make(port) for k, make in system.columns.items()})
                 if extra:
                     extra(port=port)
