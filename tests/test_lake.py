@@ -151,16 +151,22 @@ def test_session_bound_statements_keep_session_tickets(lake_nodes, postgres, tmp
     assert [loc.uri for loc in info.endpoints[0].locations] == [b"arrow-flight-reuse-connection://?"]
     with pytest.raises(KeyError, match="not found"):  # another node has no such session
         _redeem(b, info.endpoints[0].ticket)
-    # A temporary table shadowing a lake table, and a session's macro, keep the session too.
+    # A temporary table shadowing a lake table, a session's macro and a volatile function keep the session too;
+    # each case in a session of its own (a new connection).
     with a.connect() as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE shadowed AS SELECT 'lake' AS v")
-    client.get_flight_info(flight.FlightDescriptor.for_command("CREATE TEMP TABLE shadowed AS SELECT 'temp' AS v"),
-                           options)
-    client.get_flight_info(flight.FlightDescriptor.for_command("CREATE TEMP MACRO twice(x) AS x * 2"), options)
-    for sql, expected in (("SELECT v FROM shadowed", [{"v": "temp"}]), ("SELECT twice(21) AS y", [{"y": 42}])):
-        info = client.get_flight_info(flight.FlightDescriptor.for_command(sql), options)
-        assert b"lake1." not in info.endpoints[0].ticket.ticket, sql
-        assert client.do_get(info.endpoints[0].ticket, options).read_all().to_pylist() == expected
+    cases = (("CREATE TEMP TABLE shadowed AS SELECT 'temp' AS v", "SELECT v FROM shadowed", [{"v": "temp"}], False),
+             ("CREATE TEMP MACRO twice(x) AS x * 2", "SELECT twice(21) AS y", [{"y": 42}], False),
+             (None, "SELECT random() < 2 AS r", [{"r": True}], False),
+             (None, "SELECT v FROM shadowed", [{"v": "lake"}], True))
+    for setup, sql, expected, portable in cases:
+        fresh, fresh_options = _client(a)
+        if setup:
+            fresh.get_flight_info(flight.FlightDescriptor.for_command(setup), fresh_options)
+        info = fresh.get_flight_info(flight.FlightDescriptor.for_command(sql), fresh_options)
+        assert (b"lake1." in info.endpoints[0].ticket.ticket) == portable, sql
+        assert fresh.do_get(info.endpoints[0].ticket, fresh_options).read_all().to_pylist() == expected
+        fresh.close()
     # ADBC follows the location back to its own connection: temp tables work in a cluster.
     with a.connect() as conn, conn.cursor() as cur:
         cur.execute("CREATE TEMP TABLE mine AS SELECT 7 AS y")

@@ -121,9 +121,12 @@ _PIN = (f"SELECT current_database() = '{LAKE}' AND current_schema() = 'main', "
 
 
 def builtin_functions(conn: duckdb.DuckDBPyConnection) -> frozenset[str]:
-    """Names of the functions DuckDB and its loaded extensions define (not macros anyone created)."""
+    """Names of the functions DuckDB and its loaded extensions define (not macros anyone created) that give the
+    same answer wherever they run: no side effects (nextval) and not volatile (random), so a query using
+    only these reads the same rows on any node, any number of times."""
     return frozenset(row[0].lower() for row in conn.execute(
-        "SELECT DISTINCT function_name FROM duckdb_functions() WHERE database_name = 'system'").fetchall())
+        "SELECT function_name FROM duckdb_functions() WHERE database_name = 'system' GROUP BY function_name "
+        "HAVING NOT bool_or(has_side_effects OR stability = 'VOLATILE')").fetchall())
 
 
 def pin(conn: duckdb.DuckDBPyConnection, sql: str, builtins: frozenset[str]) -> tuple[str, dict, int] | None:
@@ -139,7 +142,7 @@ def pin(conn: duckdb.DuckDBPyConnection, sql: str, builtins: frozenset[str]) -> 
     nodes = list(_nodes(tree))
     if any(node.get("class") == "FUNCTION" and node.get("function_name", "").lower() not in builtins
            for node in nodes):
-        return None  # a macro: it may exist in this session only
+        return None  # a macro (it may exist in this session only), or a function with effects or chance
     ctes = {entry["key"].lower() for node in nodes if isinstance(node.get("cte_map"), dict)
             for entry in node["cte_map"].get("map", [])}
     version = {"unit": "VERSION", "expr": {"class": "CONSTANT", "type": "VALUE_CONSTANT", "alias": "",
