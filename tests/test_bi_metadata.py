@@ -3,7 +3,8 @@
 GetTables with include_schema (ADBC's get_objects and get_table_schema) carries Flight SQL's column metadata keys
 (ARROW:FLIGHT:SQL:TYPE_NAME, PRECISION, SCALE, IS_AUTO_INCREMENT, IS_CASE_SENSITIVE, IS_READ_ONLY,
 IS_SEARCHABLE, CATALOG_NAME, DB_SCHEMA_NAME/SCHEMA_NAME, TABLE_NAME), NOT NULL as Arrow nullability, and the
-XDBC_* keys ADBC's metadata builder reads. A prepared query's dataset schema carries the keys its types tell.
+XDBC_* keys ADBC's metadata builder reads. Query results (prepared dataset schemas, GetSchema, FlightInfo and
+the stream itself) carry the keys their types tell.
 
 ADBC's Flight SQL driver (1.12 and its main branch) builds get_objects' xdbc_* fields from the Flight SQL keys
 for the type name, the scope catalog/schema/table and auto-increment, and from the Arrow type for the data type
@@ -18,7 +19,7 @@ import pyarrow.flight as flight
 import pytest
 
 from flightsql_wire import (action_create_prepared_statement, field_bytes, field_varint, pack_any,
-                            parse_create_prepared_statement_result, schema_from_ipc)
+                            parse_create_prepared_statement_result, raw_query, schema_from_ipc)
 from support import scalar
 
 KEY = "ARROW:FLIGHT:SQL:"
@@ -190,6 +191,25 @@ def test_statement_get_schema_carries_keys(conn):
     cur = conn.cursor()
     _assert_query_keys(cur.adbc_execute_schema(QUERY))
     cur.close()
+
+
+def test_executed_query_schema_carries_keys(conn):
+    """The result a client fetches (ResultSet metadata, for JDBC) carries them too."""
+    cur = conn.cursor()
+    cur.execute(QUERY)
+    _assert_query_keys(cur.fetch_arrow_table().schema)
+    cur.close()
+
+
+def test_flight_info_and_stream_schemas_carry_keys(server):
+    client = server.flight_client()
+    try:
+        info, table = raw_query(client, QUERY)
+    finally:
+        client.close()
+    _assert_query_keys(info.schema)
+    _assert_query_keys(table.schema)
+    assert table.num_rows == 1
 
 
 def test_create_prepared_statement_result_dataset_schema(server):

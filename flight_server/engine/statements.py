@@ -94,7 +94,12 @@ def run(
         if not parsed.is_query:
             reader = conn.to_arrow_reader(_MIN_BATCH_ROWS)
             return Outcome(reader=reader, rowcount=0 if not parsed.counts_rows else -1)
-        return Outcome(reader=conn.to_arrow_reader(batch_rows(conn.description)), rowcount=-1)
+        description = conn.description
+        reader = conn.to_arrow_reader(batch_rows(description))
+        # The stream's schema (and so FlightInfo's) carries Flight SQL's column metadata, from the result's
+        # DuckDB types; the batches pass through untouched.
+        schema = type_info.result_schema(reader.schema, [str(column[1]) for column in description])
+        return Outcome(reader=pa.RecordBatchReader.from_batches(schema, reader), rowcount=-1)
     except Exception as exc:
         raise classify(exc) from None
 
@@ -150,7 +155,7 @@ def query_schema(conn: duckdb.DuckDBPyConnection, parsed: Parsed) -> pa.Schema |
     except Exception as exc:
         raise classify(exc) from None
     # Flight SQL's column metadata (type name, precision, scale ...) from the types DuckDB bound: no catalog query.
-    return pa.schema([type_info.annotated(field, kind) for field, kind in zip(schema, types)])
+    return type_info.result_schema(schema, types)
 
 
 def batch_rows(description: Sequence[tuple] | None) -> int:

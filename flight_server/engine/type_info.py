@@ -117,10 +117,14 @@ def result_metadata(type_name: str) -> dict[str, str]:
     return dict(_type_metadata(type_name))
 
 
+def result_schema(schema: pa.Schema, type_names: list[str]) -> pa.Schema:
+    """A query result's Arrow schema with each field's Flight SQL column metadata, from DuckDB's type names."""
+    return pa.schema([_annotated(field, name) for field, name in zip(schema, type_names)])
+
+
 @functools.lru_cache(maxsize=4096)
-def annotated(field: pa.Field, type_name: str) -> pa.Field:
-    """A query result's field with its Flight SQL column metadata (cached: the same few fields recur)."""
-    return field.with_metadata(result_metadata(type_name))
+def _annotated(field: pa.Field, type_name: str) -> pa.Field:
+    return field.with_metadata(result_metadata(type_name))  # cached: the same few fields recur
 
 
 @functools.lru_cache(maxsize=1024)
