@@ -350,3 +350,79 @@ def test_nodes_started_together_on_an_empty_catalog_all_attach(postgres, tmp_pat
     assert [db.connect().execute("SELECT x FROM hello").fetchall() for db in opened] == [[(1,)]] * 4
     for db in opened:
         db.close()
+
+
+# -- engine and ticket logic, in-process (file catalog, no server) -----------------------------------------
+
+
+@pytest.fixture
+def lake_connection(tmp_path):
+    from flight_server.engine.database import Database, EngineSettings
+    from flight_server.engine.lake import LakeSettings
+    database = Database(EngineSettings(lake=LakeSettings(str(tmp_path / "c.ducklake"), str(tmp_path / "d")),
+                                       allowed_directories=(str(tmp_path / "files"),)))
+    conn = database.connect()
+    conn.execute("CREATE TABLE t AS SELECT i, i % 3 AS g FROM range(1000) r(i)")
+    conn.execute("CREATE SCHEMA other")
+    yield database, conn
+    conn.close()
+    database.close()
+
+
+def test_pin_reads_lake_tables_at_one_snapshot_and_refuses_session_state(lake_connection):
+    from flight_server.engine import lake
+    database, conn = lake_connection
+    builtins = lake.builtin_functions(conn)
+    query, _tree, snapshot = lake.pin(conn, "WITH c AS (SELECT * FROM t) SELECT count(*) FROM c, lake.main.t u "
+                                            "WHERE c.i = u.i AND u.g IN (SELECT 1 FROM memory.main.x)", builtins)
+    assert query.count(f"AT (VERSION => {snapshot})") == 2  # t and lake.main.t; not the CTE, not memory.x
+    conn.execute("INSERT INTO t VALUES (5000, 1)")  # after the pin: not seen by the pinned query
+    assert conn.execute(lake.pin(conn, "SELECT count(*) FROM t", builtins)[0]).fetchone()[0] == 1001
+    assert conn.execute(query.replace("memory.main.x", "(SELECT 1)")).fetchone()[0] == 333  # i % 3 = 1, i < 1000
+    other = database.connect()
+    for setup, sql in (("CREATE TEMP TABLE scratch AS SELECT 1", "SELECT 1"), ("USE lake.other", "SELECT 1"),
+                       ("CREATE TEMP MACRO twice(x) AS x * 2", "SELECT twice(1)"), (None, "SELECT random()"),
+                       (None, "SELECT nextval('s')")):
+        if setup:
+            other.execute(setup)
+        assert lake.pin(other, sql, builtins) is None, (setup, sql)
+        other.close()
+        other = database.connect()
+
+
+def test_partitions_split_a_plain_scan_into_disjoint_ranges(lake_connection):
+    from flight_server.engine import lake
+    _database, conn = lake_connection
+    builtins = lake.builtin_functions(conn)
+    query, tree, _ = lake.pin(conn, "SELECT i FROM t WHERE g <> 1", builtins)
+    parts = lake.partitions(conn, tree, 3, 10)
+    assert len(parts) == 3
+    got = sorted(row[0] for part in parts for row in conn.execute(part).fetchall())
+    assert got == sorted(row[0] for row in conn.execute(query).fetchall())
+    assert lake.partitions(conn, tree, 3, 1_000_000) is None  # too small
+    for sql in ("SELECT count(*) FROM t", "SELECT i FROM t ORDER BY i", "SELECT i FROM t LIMIT 5",
+                "SELECT a.i FROM t a JOIN t b USING (i)", "SELECT i + 1 FROM t"):
+        assert lake.partitions(conn, lake.pin(conn, sql, builtins)[1], 3, 10) is None, sql
+
+
+def test_signed_ticket_claims_checked():
+    from types import SimpleNamespace
+
+    from flight_server.engine.errors import NotFoundError, PermissionDeniedError
+    from flight_server.service.cluster_tickets import ClusterTickets
+    now = [1000.0]
+    tickets = ClusterTickets(b"k1", 60, clock=lambda: now[0])
+    handle = tickets.sign({"q": "SELECT 1", "p": None, "s": 1, "e": now[0] + 60, "u": "ann", "r": "read"})
+    ann = SimpleNamespace(principal=SimpleNamespace(user="ann", role="read"))
+    assert tickets.claims(handle, ann)["q"] == "SELECT 1"
+    with pytest.raises(PermissionDeniedError, match="another user"):
+        tickets.claims(handle, SimpleNamespace(principal=SimpleNamespace(user="bob", role="read")))
+    with pytest.raises(PermissionDeniedError, match="another user"):  # same user, another role now
+        tickets.claims(handle, SimpleNamespace(principal=SimpleNamespace(user="ann", role="write")))
+    with pytest.raises(PermissionDeniedError, match="signature"):
+        ClusterTickets(b"k2", 60, clock=lambda: now[0]).claims(handle, ann)
+    with pytest.raises(PermissionDeniedError, match="signature"):
+        tickets.claims(handle.replace(b"SELECT", b"SELECT"[::-1]) + b"x", ann)
+    now[0] += 61
+    with pytest.raises(NotFoundError, match="expired"):
+        tickets.claims(handle, ann)
