@@ -138,8 +138,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds before a statement is interrupted (0: none); sessions may override it.",
             _non_negative_float),
     Setting("max_sessions_per_user", "FLIGHT_MAX_SESSIONS_PER_USER", 0,
-            "Sessions one user may hold (0: half of --pool-size); a user at the cap gets its oldest idle session "
-            "reclaimed. Without auth the user is the client's IP address.", _non_negative_int),
+            "Sessions per user (0: half of --pool-size): when the pool is full, the oldest idle session of a user "
+            "over it is reclaimed for the next client. Without auth the user is the client's IP address.",
+            _non_negative_int),
     Setting("max_statements_per_user", "FLIGHT_MAX_STATEMENTS_PER_USER", 0,
             "Statements one user may have running, and as many waiting (0: half of --max-concurrent-statements);"
             " beyond that the user's statements are refused at once.", _non_negative_int),
@@ -408,8 +409,15 @@ def _read_file(path: str | None) -> dict[str, Any]:
 
 
 def settings_table(settings: Sequence[Setting] = SETTINGS) -> str:
-    """The settings as a markdown table (for the README)."""
+    """The settings as the README's markdown table; tests/test_settings_table.py checks the README holds it.
+    Regenerate: python -c 'from flight_server.config import settings_table; print(settings_table())'"""
     lines = ["| flag | env | default | meaning |", "|---|---|---|---|"]
     for s in settings:
-        lines.append(f"| `{s.flag}` | `{s.env}` | `{s.default!r}` | {s.help} |")
+        lines.append(f"| `{s.flag}` | `{s.env}` | {_shown(s.default)} | {s.help} |")
     return "\n".join(lines)
+
+
+def _shown(default: Any) -> str:
+    if default in ("", None):
+        return "–"
+    return f"`{str(default).lower() if isinstance(default, bool) else default}`"
