@@ -115,6 +115,20 @@ def _port_open(port: int) -> bool:
         return False
 
 
+def _constructed(uri: str) -> bool:
+    """The port opens before the server object is complete; until it is, calls answer UNAVAILABLE "starting"."""
+    client = flight.FlightClient(uri)
+    try:
+        list(client.list_actions(flight.FlightCallOptions(timeout=2)))
+        return True
+    except flight.FlightUnavailableError as exc:
+        return "starting" not in str(exc)  # other failures (a TLS port spoken to in plain text): go on
+    except flight.FlightError:
+        return True
+    finally:
+        client.close()
+
+
 def launch_server(workdir: Path, database: str | None = None, fixed_port: int | None = None,
                   **flags: Any) -> ServerHandle:
     """Start ``python -m flight_server`` and wait until its port accepts TCP.
@@ -163,7 +177,7 @@ def launch_server(workdir: Path, database: str | None = None, fixed_port: int | 
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 break
-            if _port_open(port):
+            if _port_open(port) and _constructed(handle.uri):
                 return handle
             time.sleep(0.1)
 
