@@ -17,8 +17,9 @@ from .session import Session
 from .spill import SpillSpace
 
 # A session whose client connections are all gone is reclaimed once it has been idle this long (a client that
-# reconnects at once keeps it).
+# reconnects at once keeps it). The connection table is read at most once per GONE_SCAN seconds.
 GONE_GRACE = 1.0
+GONE_SCAN = 1.0
 
 
 class SessionPool:
@@ -171,10 +172,12 @@ class SessionPool:
     def _reap_loop(self) -> None:
         timeouts = [t for t in (self.idle_timeout, self.idle_in_transaction_timeout) if t > 0]
         interval = max(0.1, min([0.5] + [t / 4 for t in timeouts]))
+        last_scan = 0.0
         while not self._stop.wait(interval):
             scanned = time.monotonic()
             live = None
-            if self.live_peers is not None and self._may_be_gone(scanned):
+            if self.live_peers is not None and scanned - last_scan >= GONE_SCAN and self._may_be_gone(scanned):
+                last_scan = scanned
                 try:
                     live = self.live_peers()
                 except Exception:
