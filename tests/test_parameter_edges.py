@@ -216,6 +216,20 @@ def test_parameters_across_batches(conn, local, case):
     assert_binds_like_duckdb(got, in_process(local, array), case)
 
 
+def test_float16_parameters_bind_as_float(conn):
+    """DuckDB's Arrow scan refuses float16; the server widens it to FLOAT, which holds every float16 exactly."""
+    values = [-65504.0, 65504.0, 6.103515625e-05, 5.960464477539063e-08, 0.0, -0.0, math.inf, None]
+    cur = conn.cursor()
+    try:
+        cur.execute("SELECT ? AS v", _batch(pa.array(values, pa.float16())))
+        got = cur.fetch_arrow_table().column(0).combine_chunks()
+    finally:
+        cur.close()
+    assert got.type == pa.float32()
+    assert got.to_pylist() == values
+    assert [math.copysign(1, v) for v in got.to_pylist()[4:6]] == [1, -1]
+
+
 def test_union_parameters(conn, local):
     """A union parameter binds as DuckDB's UNION of the same members, each value in its own member."""
     def union(codes, ints, texts):
