@@ -1,5 +1,5 @@
 """DuckDB's types as JDBC/ODBC (XDBC) describe them: the rows of GetXdbcTypeInfo, and the column metadata
-Flight SQL clients read from schemas (GetTables with include_schema, prepared statements' dataset schemas)."""
+Flight SQL clients read from schemas (GetTables with include_schema; query results' schemas)."""
 
 from __future__ import annotations
 
@@ -144,7 +144,8 @@ def _type_metadata(type_name: str) -> tuple[tuple[str, str], ...]:
 
 def table_metadata(type_name: str, facts: ColumnFacts) -> dict[str, str]:
     """Column metadata for a table's column (GetTables with include_schema): Flight SQL's keys, plus the XDBC_*
-    keys ADBC's Flight SQL driver reads into GetObjects' xdbc_* column fields (it fills them from nothing else)."""
+    and REMARKS keys ADBC's GetObjects metadata builder reads into its xdbc_* column fields (no Flight SQL key
+    carries them; ADBC's Flight SQL driver, as of 1.12, drops them before that builder sees them)."""
     column = describe(type_name)
     auto_increment = bool(facts.default) and facts.default.lower().startswith("nextval(")
     metadata = result_metadata(type_name)
