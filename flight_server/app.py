@@ -70,6 +70,8 @@ def build_server(config: Config) -> FlightSqlServer:
 def build_cluster_tickets(config: Config) -> ClusterTickets | None:
     """Signed tickets any node over the lake can serve (--cluster-secret), split across --cluster-nodes."""
     if not config.cluster_secret:
+        if config.cluster_nodes:
+            raise ConfigError("FLIGHT_CLUSTER_NODES: fan-out needs signed tickets: set --cluster-secret too")
         return None
     nodes = tuple(node.strip() for node in config.cluster_nodes.split(",") if node.strip())
     try:
@@ -81,7 +83,7 @@ def build_cluster_tickets(config: Config) -> ClusterTickets | None:
 def build_lake(config: Config) -> lakes.LakeSettings | None:
     """The DuckLake to serve (--lake-catalog), or None for the embedded database file."""
     if not config.lake_catalog:
-        if config.cluster_secret:
+        if config.cluster_secret or config.cluster_nodes:
             raise ConfigError("FLIGHT_CLUSTER_SECRET: cluster tickets need a lake (--lake-catalog)")
         return None
     s3 = {key: getattr(config, "s3_" + key) for key in

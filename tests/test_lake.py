@@ -426,3 +426,17 @@ def test_signed_ticket_claims_checked():
     now[0] += 61
     with pytest.raises(NotFoundError, match="expired"):
         tickets.claims(handle, ann)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--cluster-secret", "s"], "need a lake"),
+    (["--lake-catalog", "c.ducklake", "--cluster-nodes", "grpc://127.0.0.1:1"], "set --cluster-secret"),
+    (["--lake-catalog", "c.ducklake", "--cluster-secret", "s", "--cluster-nodes", "nonsense"], "not Flight locations"),
+])
+def test_cluster_settings_that_cannot_work_stop_start_up(tmp_path, flags, message):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "flight_server", "--port", "0", "--http-port", "-1", "--auth", "none",
+                           "--data-dir", str(tmp_path), *flags], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=60)
+    assert done.returncode == 2 and message in done.stderr, done.stderr[-500:]
