@@ -455,3 +455,21 @@ def test_busy_transaction_is_not_cut_short(start_server):
     conn.commit()
     assert scalar(conn, "SELECT count(*) FROM steady") == 8
     conn.close()
+
+
+def test_session_closed_under_a_stalled_stream_fails_it(start_server):
+    """A reader stalled past the session idle timeout loses its session; reading on, it gets an error, never
+    a result silently cut short."""
+    srv = start_server(session_idle_timeout=1, stall_timeout=0)
+    client = flight.FlightClient(srv.uri)
+    n = 50_000_000
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(f"SELECT range FROM range({n})"))
+    reader = client.do_get(info.endpoints[0].ticket)
+    seen = reader.read_chunk().data.num_rows
+    time.sleep(3)
+    with pytest.raises(flight.FlightError, match="session was closed while this result was being sent"):
+        for chunk in reader:
+            seen += chunk.data.num_rows
+    assert seen < n
+    assert health(srv, "statistics")["sessions"]["reclaimed"].get("idle", 0) >= 1
+    client.close()

@@ -100,11 +100,12 @@ class SessionPool:
                 "idle; close a connection or wait for one to finish")
 
     def _close_if_idle_locked(self, key: str, session: Session, reason: str) -> bool:
-        """Closes a session nobody is using right now (not running, not streaming); True if it was closed."""
+        """Closes a session nobody is using right now (not running; not sending a result, unless it sat idle
+        past the session idle timeout: its reader stopped reading that long ago); True if it was closed."""
         if not session.lock.acquire(blocking=False):
             return False
         try:
-            if session.running is not None or session.streaming:
+            if session.running is not None or (session.streaming and reason != "idle"):
                 return False
             del self._sessions[key]
             session.close()
