@@ -440,3 +440,18 @@ def test_cluster_settings_that_cannot_work_stop_start_up(tmp_path, flags, messag
                            "--data-dir", str(tmp_path), *flags], capture_output=True, text=True, cwd=tmp_path,
                           timeout=60)
     assert done.returncode == 2 and message in done.stderr, done.stderr[-500:]
+
+
+def test_catalog_as_a_postgresql_uri(postgres, tmp_path):
+    from flight_server.engine.database import Database, EngineSettings
+    from flight_server.engine.lake import LakeSettings
+    keywords = dict(part.split("=", 1) for part in postgres.create_database().split(":", 1)[1].split())
+    uri = f"postgresql://{keywords['user']}@{keywords['host']}:{keywords['port']}/{keywords['dbname']}"
+    database = Database(EngineSettings(lake=LakeSettings(uri, local_data_path(tmp_path)),
+                                       allowed_directories=(str(tmp_path / "files"),)))
+    try:
+        conn = database.connect()
+        conn.execute("CREATE TABLE via_uri AS SELECT 42 AS answer")
+        assert conn.execute("SELECT answer FROM via_uri").fetchall() == [(42,)]
+    finally:
+        database.close()

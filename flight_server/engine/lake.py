@@ -72,7 +72,8 @@ def attach(root: duckdb.DuckDBPyConnection, lake: LakeSettings) -> None:
         os.makedirs(os.path.dirname(lake.catalog_file), exist_ok=True)
         target = "ducklake:" + lake.catalog_file
     else:
-        target = "ducklake:" + lake.catalog.replace("postgresql:", "postgres:", 1)
+        uri = lake.catalog.startswith(("postgresql://", "postgres://"))  # a libpq URI rather than key=value
+        target = "ducklake:" + ("postgres:" + lake.catalog if uri else lake.catalog)
     if not lake.remote_data:
         os.makedirs(lake.data_location, exist_ok=True)
     options = [f"DATA_PATH '{_quote(lake.data_location)}'"]
