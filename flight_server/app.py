@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -86,6 +87,10 @@ def build_lake(config: Config) -> lakes.LakeSettings | None:
         if config.cluster_secret or config.cluster_nodes:
             raise ConfigError("FLIGHT_CLUSTER_SECRET: cluster tickets need a lake (--lake-catalog)")
         return None
+    if config.lake_catalog.startswith(("postgresql://", "postgres://")) and urlsplit(config.lake_catalog).password:
+        # SQL can read an attached database's connection string (duckdb_databases()).
+        raise ConfigError("FLIGHT_LAKE_CATALOG: put the catalog's password in PGPASSWORD (or ~/.pgpass), not in "
+                          "the connection string")
     s3 = {key: getattr(config, "s3_" + key) for key in
           ("access_key_id", "secret_access_key", "session_token", "region", "endpoint", "url_style", "use_ssl")}
     return lakes.LakeSettings(config.lake_catalog, config.lake_data_folder, config.read_only, s3)

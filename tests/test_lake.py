@@ -432,6 +432,7 @@ def test_signed_ticket_claims_checked():
     (["--cluster-secret", "s"], "need a lake"),
     (["--lake-catalog", "c.ducklake", "--cluster-nodes", "grpc://127.0.0.1:1"], "set --cluster-secret"),
     (["--lake-catalog", "c.ducklake", "--cluster-secret", "s", "--cluster-nodes", "nonsense"], "not Flight locations"),
+    (["--lake-catalog", "postgresql://flight:hunter2@db/lake"], "PGPASSWORD"),
 ])
 def test_cluster_settings_that_cannot_work_stop_start_up(tmp_path, flags, message):
     import subprocess
@@ -440,6 +441,7 @@ def test_cluster_settings_that_cannot_work_stop_start_up(tmp_path, flags, messag
                            "--data-dir", str(tmp_path), *flags], capture_output=True, text=True, cwd=tmp_path,
                           timeout=60)
     assert done.returncode == 2 and message in done.stderr, done.stderr[-500:]
+    assert "hunter2" not in done.stderr
 
 
 def test_catalog_as_a_postgresql_uri(postgres, tmp_path):
