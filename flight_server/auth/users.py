@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import secrets
+import threading
+import time
 import tomllib
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +33,18 @@ class User:
 
 
 class UserStore:
+    """Users by name. A password that passed scrypt is remembered for a few minutes as an HMAC under a
+    per-process key (never the password), so a client reconnecting, or sending Basic credentials on each
+    call, costs microseconds instead of a 16 MiB, ~60 ms scrypt check. Failed attempts are never cached."""
+
+    VERIFIED_TTL = 300.0
+    VERIFIED_MAX = 1024
+
     def __init__(self, users: dict[str, User]):
         self._users = users
+        self._key = secrets.token_bytes(32)
+        self._verified: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._users)
@@ -43,9 +57,22 @@ class UserStore:
         if len(name) > MAX_NAME_LENGTH:
             return None
         user = self._users.get(name)
+        digest = hmac.new(self._key, name.encode() + b"\0" + password.encode(), hashlib.sha256).digest()
+        now = time.monotonic()
+        with self._verified_lock:
+            seen = self._verified.get(digest)
+        if user is not None and seen is not None and seen[0] == user.password_hash and now < seen[1]:
+            return user
         stored = user.password_hash if user else _DUMMY_HASH
         ok = _CHECKERS.submit(verify_password, password, stored).result()
-        return user if ok and user is not None else None
+        if not (ok and user is not None):
+            return None
+        with self._verified_lock:
+            self._verified[digest] = (user.password_hash, now + self.VERIFIED_TTL)
+            self._verified.move_to_end(digest)
+            while len(self._verified) > self.VERIFIED_MAX:
+                self._verified.popitem(last=False)
+        return user
 
     @classmethod
     def load(cls, users_file: str | None, env_user: str | None, env_password: str | None,
