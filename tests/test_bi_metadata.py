@@ -115,8 +115,8 @@ def test_view_columns_are_read_only(conn, bi_table):
         assert field.metadata[(KEY + "TABLE_NAME").encode()] == bi_table["view"].encode()
 
 
-def _raw_get_tables(server, names: dict, table: str) -> pa.Schema:
-    """GetTables(include_schema) over plain pyarrow.flight; the table_schema column of the only row."""
+def _raw_get_tables(server, names: dict, table: str) -> dict[str, pa.Schema]:
+    """GetTables(include_schema) over plain pyarrow.flight: {table name: its table_schema}."""
     command = pack_any("CommandGetTables", field_bytes(1, names["catalog"]) + field_bytes(2, names["schema"])
                        + field_bytes(3, table) + field_varint(5, 1))
     client = server.flight_client()
@@ -125,13 +125,12 @@ def _raw_get_tables(server, names: dict, table: str) -> pa.Schema:
         result = client.do_get(info.endpoints[0].ticket).read_all()
     finally:
         client.close()
-    assert result.num_rows == 1
-    return pa.ipc.read_schema(pa.py_buffer(result.column("table_schema")[0].as_py()))
+    return {row["table_name"]: pa.ipc.read_schema(pa.py_buffer(row["table_schema"])) for row in result.to_pylist()}
 
 
 def test_get_tables_schema_carries_xdbc_keys(server, bi_table):
     """The keys get_objects' xdbc_column_size / decimal_digits / nullable / column_def / remarks are meant for."""
-    schema = _raw_get_tables(server, bi_table, bi_table["table"])
+    (schema,) = _raw_get_tables(server, bi_table, bi_table["table"]).values()
 
     def meta(name):
         return {k.decode(): v.decode() for k, v in schema.field(name).metadata.items()}
@@ -235,3 +234,32 @@ def test_xdbc_type_info_lists_duckdb_time_types(server):
     assert (rows["TIMESTAMP_NS"]["minimum_scale"], rows["TIMESTAMP_NS"]["maximum_scale"]) == (9, 9)
     assert rows["TIMESTAMP"]["column_size"] == 26
     assert [r["data_type"] for r in table.to_pylist()] == sorted(r["data_type"] for r in table.to_pylist())
+
+
+def test_many_tables_in_one_call_get_their_own_types(server, conn, unique_name):
+    """GetTables for many tables at once (as BI tools ask at connect): every table's schema is the one its
+    SELECT * streams, column for column, with its own type names."""
+    from support import TYPE_CASES
+
+    schema = unique_name("many")
+    cur = conn.cursor()
+    cur.execute(f"CREATE SCHEMA {schema}")
+    names = sorted(TYPE_CASES)
+    for index, case in enumerate(names):
+        # Tables of different widths, so columns of different tables interleave in column order.
+        extra = ", ".join(f"{i} AS k{i}" for i in range(index % 4))
+        cur.execute(f"CREATE TABLE {schema}.t_{case} AS SELECT {extra + ', ' if extra else ''}v "
+                    f"FROM ({TYPE_CASES[case]})")
+    cur.execute(f"CREATE VIEW {schema}.v_all AS SELECT * FROM {schema}.t_list, {schema}.t_struct")
+    catalog = scalar(conn, "SELECT current_database()")
+    declared = _raw_get_tables(server, {"catalog": catalog, "schema": schema}, "%")
+    assert set(declared) == {f"t_{case}" for case in names} | {"v_all"}
+    for table, table_schema in declared.items():
+        cur.execute(f"SELECT * FROM {schema}.{table}")
+        streamed = cur.fetch_arrow_table().schema
+        assert [(f.name, f.type) for f in table_schema] == [(f.name, f.type) for f in streamed], table
+        cur.execute(f"SELECT data_type FROM duckdb_columns() WHERE schema_name = '{schema}' "
+                    f"AND table_name = '{table}' ORDER BY column_index")
+        assert [f.metadata[(KEY + "TYPE_NAME").encode()].decode() for f in table_schema] == \
+            [row[0] for row in cur.fetchall()], table
+    cur.close()

@@ -66,7 +66,8 @@ def tables(conn, catalog: str | None, schema_pattern: str | None, table_pattern:
 def table_schemas(conn, tables: Sequence[tuple[str, str, str, str]]) -> list[pa.Schema]:
     """For (catalog, schema, table, table_type) rows: the Arrow schema a SELECT * of each streams, every field with
     the column metadata JDBC/ODBC-minded clients read (type name, precision, scale, nullability, default,
-    comment, read-only ...). One catalog query for all the tables' columns, then one bind per table."""
+    comment, read-only ...). One catalog query for all the tables' columns, and one query that gives all their
+    Arrow types (NULLs cast to each column's type); a table whose types that way cannot give is bound alone."""
     if not tables:
         return []
     names = [list(column) for column in zip(*(row[:3] for row in tables))]
@@ -78,16 +79,50 @@ def table_schemas(conn, tables: Sequence[tuple[str, str, str, str]]) -> list[pa.
     columns: dict[tuple[str, str, str], list[tuple]] = {}
     for row in rows:
         columns.setdefault(row[:3], []).append(row[3:])
-    return [_table_schema(conn, row, columns.get(tuple(row[:3]), [])) for row in tables]
+    arrow_types = _arrow_types(conn, [column[1] for table_columns in columns.values() for column in table_columns])
+    schemas, position = {}, 0
+    for key, table_columns in columns.items():
+        if arrow_types is not None:
+            types = arrow_types[position:position + len(table_columns)]
+            schemas[key] = pa.schema([pa.field(column[0], kind) for column, kind in zip(table_columns, types)])
+        position += len(table_columns)
+    return [_table_schema(conn, row, columns.get(tuple(row[:3]), []), schemas.get(tuple(row[:3])))
+            for row in tables]
 
 
-def _table_schema(conn, row: tuple[str, str, str, str], columns: list[tuple]) -> pa.Schema:
+_TYPES_PER_QUERY = 1000
+
+
+def _arrow_types(conn, type_names: list[str]) -> list[pa.DataType] | None:
+    """The Arrow type DuckDB streams for each DuckDB type name, from a few `SELECT NULL::type, ...` queries (the
+    Arrow type depends on the DuckDB type and the connection alone); None if a name does not parse back."""
+    out: list[pa.DataType] = []
+    for start in range(0, len(type_names), _TYPES_PER_QUERY):
+        chunk = type_names[start:start + _TYPES_PER_QUERY]
+        sql = "SELECT " + ", ".join(f"CAST(NULL AS {name}) AS c{index}" for index, name in enumerate(chunk))
+        try:
+            # DuckDB quotes what it prints; still, text from the catalog runs only as the one SELECT it should be.
+            statements = conn.extract_statements(sql)
+            if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+                return None
+            fields = conn.sql(sql).limit(0).to_arrow_table().schema
+        except Exception:  # a type DuckDB prints but cannot parse back (some extension types): bind per table
+            return None
+        if len(fields) != len(chunk):
+            return None
+        out += [field.type for field in fields]
+    return out
+
+
+def _table_schema(conn, row: tuple[str, str, str, str], columns: list[tuple],
+                  arrow_schema: pa.Schema | None = None) -> pa.Schema:
     catalog, schema, table, table_type = row
     name = ".".join(quote(part) for part in (catalog, schema, table))
-    try:
-        arrow_schema = conn.sql(f"SELECT * FROM {name}").limit(0).to_arrow_table().schema
-    except Exception as exc:
-        raise classify(exc) from None
+    if arrow_schema is None:
+        try:
+            arrow_schema = conn.sql(f"SELECT * FROM {name}").limit(0).to_arrow_table().schema
+        except Exception as exc:
+            raise classify(exc) from None
     by_name = {column[0]: column for column in columns}
     fields = []
     for index, arrow_field in enumerate(arrow_schema):
