@@ -193,23 +193,27 @@ def run(config: Config) -> int:
              http_port=http.port if http else None, database=config.database_path, version=__version__)
     while not stop.wait(0.5):
         pass
-    return _shut_down(server, http, config.shutdown_grace_period, log, signalled[0])
+    return _shut_down(server, config.shutdown_grace_period, log, signalled[0])
 
 
-# After the grace period: at most this long for calls to end (their connections are cut half-way) and for the
-# sessions to close; then, if a stalled call still holds a session, at most CHECKPOINT_TIMEOUT for the
-# checkpoint. The process exits at most grace period + 3 s after the signal.
+# After the grace period: at most this long for calls to end (connections still busy after a quarter of it are
+# cut) and for the sessions to close; then, if a stalled call still holds a session, at most CHECKPOINT_TIMEOUT
+# for the checkpoint. The process exits at most grace period + 3 s after the signal.
 STOP_TIMEOUT = 2.0
 CHECKPOINT_TIMEOUT = 1.0
 
 
-def _shut_down(server, http, grace_period: float, log, started: float) -> NoReturn:
+def _shut_down(server, grace_period: float, log, started: float) -> NoReturn:
     """Stops admitting statements, gives running ones up to `grace_period` seconds, interrupts the rest,
     closes the Flight port and the sessions, checkpoints, logs `stopped` and exits 0. A client that stalled
     mid-stream (an ingest that stopped sending, a reader that stopped reading) would hold its gRPC call and
     its session forever: after the grace period its connection is cut, every wait is bounded, and what is
     still held then is left to the process exit (what is committed is durable in the database file or its
     WAL, and what a stalled call had open never was). `started`: when the signal came."""
+    # While the grace period runs, the WAL goes into the database file (DuckDB allows that beside reads and
+    # refuses it while a write is open): the final checkpoint then has little left to do.
+    threading.Thread(target=_checkpoint_quietly, args=(server.database,), name="early-checkpoint",
+                     daemon=True).start()
     interrupted = server.drain(grace_period)
     left = server.shutdown(timeout=STOP_TIMEOUT)
     stalled = left["calls_left"] or left["sessions_left"]
@@ -217,8 +221,7 @@ def _shut_down(server, http, grace_period: float, log, started: float) -> NoRetu
     # it: then only checkpoint, itself bounded, and leave the rest to the process exit.
     checkpoint = _bounded(server.database.checkpoint if stalled else server.database.close,
                           CHECKPOINT_TIMEOUT if stalled else None)
-    if http is not None:
-        http.stop()
+    # The HTTP port stays up to the exit: /health/ready has answered 503 (draining) since the signal.
     log.info("stopped", seconds=round(time.monotonic() - started, 3), grace_period=grace_period,
              interrupted=interrupted, checkpoint=checkpoint, **left)
     # Nothing is left to do: leave without the interpreter's teardown, which would join the threads stalled
@@ -227,6 +230,17 @@ def _shut_down(server, http, grace_period: float, log, started: float) -> NoRetu
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _checkpoint_quietly(database) -> None:
+    try:
+        conn = database.connect()
+        try:
+            conn.execute("CHECKPOINT")
+        finally:
+            conn.close()
+    except Exception:  # a write transaction is open, a read-only database, ...: the final checkpoint does it
+        pass
 
 
 def _bounded(step, timeout: float | None) -> str:

@@ -25,7 +25,6 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 import flightsql_wire as wire  # beside this file
-from fuzz_cases import ingest_command
 
 HEAVY = "SELECT sum(hash(i)) FROM range(20000000000) t(i)"
 DOCKER_STOP_DEFAULT = 10.0
@@ -101,7 +100,7 @@ class Check:
         client = flight.FlightClient(f"grpc://127.0.0.1:{self.port(name, 31337)}")
         options = flight.FlightCallOptions(headers=[client.authenticate_basic_token("admin", self.password)])
         schema = pa.schema([("a", pa.int64())])
-        descriptor = flight.FlightDescriptor.for_command(ingest_command("stalled", if_exists=1))
+        descriptor = flight.FlightDescriptor.for_command(wire.command_statement_ingest("stalled"))
         writer, _ = client.do_put(descriptor, schema, options)
         writer.write_batch(pa.record_batch([pa.array(range(1000), pa.int64())], schema=schema))
         return client, writer

@@ -104,6 +104,12 @@ def command_statement_query(sql: str, transaction_id: bytes | None = None) -> by
     return pack_any("CommandStatementQuery", body)
 
 
+def command_statement_ingest(table: str) -> bytes:
+    """Ingest into a new table (TableDefinitionOptions: create it if missing, fail if it exists)."""
+    options = field_varint(1, 1) + field_varint(2, 1)
+    return pack_any("CommandStatementIngest", field_bytes(1, options) + field_bytes(2, table))
+
+
 def command_get_catalogs() -> bytes:
     return pack_any("CommandGetCatalogs", b"")
 

@@ -17,12 +17,11 @@ import time
 import pyarrow as pa
 import pyarrow.flight as flight
 
-import fuzz_cases
 import flightsql_wire as wire
 from support import HOST, REPO_ROOT, ServerHandle, free_port, scalar
 
 GRACE = 3.0
-SLACK = 4.0  # the bounded waits after the grace period (2 s) and process start-up/exit
+SLACK = 4.0  # the bounded waits after the grace period (at most 3 s), signal and exit
 HEAVY = "SELECT sum(hash(i)) FROM range(20000000000) t(i)"
 WIDE = "SELECT i, repeat('x', 1000) AS s FROM range(100000000) t(i)"
 
@@ -40,7 +39,7 @@ def stall_an_ingest(server) -> tuple:
     """Starts an ingest, sends one batch and never finishes the stream."""
     client = server.flight_client()
     schema = pa.schema([("a", pa.int64())])
-    descriptor = flight.FlightDescriptor.for_command(fuzz_cases.ingest_command("stalled_ingest", if_exists=1))
+    descriptor = flight.FlightDescriptor.for_command(wire.command_statement_ingest("stalled_ingest"))
     writer, _ = client.do_put(descriptor, schema)
     writer.write_batch(pa.record_batch([pa.array(range(1000), pa.int64())], schema=schema))
     return client, writer  # the writer stays open: the stream never ends

@@ -417,13 +417,13 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
     def shutdown(self, timeout: float | None = None) -> dict:
         """Closes the Flight port, then every session. gRPC waits for each call in flight to end; a call
         whose client stalled mid-stream (an ingest that stopped sending, a reader that stopped reading) never
-        does. With `timeout`, half of it goes to calls ending by themselves, then the clients' connections
-        are cut (which cancels their calls), and what is still held after `timeout` goes with the process.
-        Says what was cut and what was left."""
+        does. With `timeout`, a quarter of it goes to calls ending by themselves (statements were interrupted
+        by drain()), then the clients' connections are cut (which cancels their calls), and what is still held
+        after `timeout` goes with the process. Says what was cut and what was left."""
         deadline = None if timeout is None else time.monotonic() + timeout
         closer = threading.Thread(target=super().shutdown, name="grpc-shutdown", daemon=True)
         closer.start()
-        closer.join(None if timeout is None else timeout / 2)
+        closer.join(None if timeout is None else timeout / 4)
         cut = 0
         if closer.is_alive():
             cut = hang_up_clients(self.port)
