@@ -153,9 +153,9 @@ def test_client_killed_mid_ingest_commits_nothing(start_server, unique_name, how
             client.kill()
     # The server notices the call ended without a clean end of stream and rolls back.
     deadline = time.monotonic() + 30
-    while '"rpc": "DoPut"' not in server.stderr_text() and time.monotonic() < deadline:
+    while '"type": "ingest"' not in server.stderr_text() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert '"rpc": "DoPut"' in server.stderr_text(), server.stderr_tail()
+    assert '"type": "ingest"' in server.stderr_text(), server.stderr_tail()
     assert server.alive()
     with server.connect() as conn:
         assert not table_exists(conn, table), "a killed client's partial upload was committed"

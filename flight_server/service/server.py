@@ -46,6 +46,7 @@ from .identity import MIDDLEWARE_KEY, CallMiddlewareFactory, SessionKeys, middle
 
 log = structlog.get_logger("flight_server")
 
+
 # Handler method names by message type, one table per RPC (the Rust/Go FlightSqlService shape).
 GET_FLIGHT_INFO = {
     sql.CommandStatementQuery: "get_flight_info_statement",
@@ -336,7 +337,9 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
             raise mapped from None
         finally:
             self.metrics.rpcs.labels(rpc, code).inc()
-            log.info("rpc", rpc=rpc, peer=context.peer(), outcome=code,
+            # One record per RPC is debug: a query is several RPCs, and each record costs more than the
+            # routing itself. Statements keep their info record (with user, rows, time and outcome).
+            log.debug("rpc", rpc=rpc, peer=context.peer(), outcome=code,
                       ms=round((time.perf_counter() - started) * 1000, 3))
 
     # -- Flight RPCs ----------------------------------------------------------
