@@ -61,6 +61,20 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def code_version(repo: str) -> str:
+    """The checkout's commit, and whether the working tree differs from it."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", repo, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "code: not a git checkout"
+    return f"code: commit {head}" + (" with uncommitted changes" if dirty else "")
+
+
 def machine_info() -> str:
     """One markdown line describing the machine and library versions."""
     libs = ["duckdb", "pyarrow", "adbc-driver-flightsql", "adbc-driver-quack",

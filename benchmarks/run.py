@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     if cli is not None:
         cpu.add(clients_bench.CLI_CPU)
     header = (f"## This server vs DuckDB baselines — TPC-H sf={tpch.sf_label(args.sf)}, "
-              f"{time.strftime('%Y-%m-%d', time.gmtime())}\n\n{machine.machine_info()}\n\n"
+              f"{time.strftime('%Y-%m-%d', time.gmtime())}\n\n{machine.machine_info()}; "
+              f"{machine.code_version(str(processes.REPO_ROOT))}\n\n"
               f"Background load: 1-min load average {load_at_start:.2f} at start; "
               f"during the run {cpu.summary()}\n\n")
     out = header + res.to_markdown() + "\n"
