@@ -41,7 +41,7 @@ def build_server(config: Config) -> FlightSqlServer:
         threads=config.worker_threads or None,
         temp_directory=config.temp_directory,
         max_temp_directory_size=config.max_temp_directory_size or None,
-        read_only=config.read_only,
+        read_only=config.read_only and lake is None,  # over a lake the lake is attached read-only instead
         allowed_directories=allowed,
         extensions=tuple(name.strip() for name in config.extensions.split(",") if name.strip()),
         s3={key: getattr(config, "s3_" + key) for key in

@@ -457,3 +457,18 @@ def test_catalog_as_a_postgresql_uri(postgres, tmp_path):
         assert conn.execute("SELECT answer FROM via_uri").fetchall() == [(42,)]
     finally:
         database.close()
+
+
+def test_read_only_node_reads_the_lake_and_refuses_writes(lake_nodes, tmp_path):
+    catalog, data = str(tmp_path / "catalog.ducklake"), local_data_path(tmp_path)
+    writer, = lake_nodes(1, catalog, data, cluster_secret=None)
+    with writer.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE kept AS SELECT 5 AS v")
+    writer.stop()
+    reader, = lake_nodes(1, catalog, data, cluster_secret=None, read_only="true")
+    with reader.connect() as conn, conn.cursor() as cur:
+        assert rows(conn, "SELECT v FROM kept") == [(5,)]
+        with pytest.raises(Exception, match="(?i)read.only"):
+            cur.execute("INSERT INTO kept VALUES (6)")
+    with reader.connect() as conn:
+        assert rows(conn, "SELECT count(*) FROM kept") == [(1,)]
