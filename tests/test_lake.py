@@ -459,16 +459,17 @@ def test_catalog_as_a_postgresql_uri(postgres, tmp_path):
         database.close()
 
 
-def test_read_only_node_reads_the_lake_and_refuses_writes(lake_nodes, tmp_path):
-    catalog, data = str(tmp_path / "catalog.ducklake"), local_data_path(tmp_path)
-    writer, = lake_nodes(1, catalog, data, cluster_secret=None)
+def test_read_only_node_reads_the_lake_and_refuses_writes(lake_nodes, postgres, tmp_path):
+    catalog, data = postgres.create_database(), local_data_path(tmp_path)
+    writer, = lake_nodes(1, catalog, data)
     with writer.connect() as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE kept AS SELECT 5 AS v")
-    writer.stop()
-    reader, = lake_nodes(1, catalog, data, cluster_secret=None, read_only="true")
+    reader, = lake_nodes(1, catalog, data, read_only="true")
     with reader.connect() as conn, conn.cursor() as cur:
         assert rows(conn, "SELECT v FROM kept") == [(5,)]
         with pytest.raises(Exception, match="(?i)read.only"):
             cur.execute("INSERT INTO kept VALUES (6)")
-    with reader.connect() as conn:
-        assert rows(conn, "SELECT count(*) FROM kept") == [(1,)]
+    with writer.connect() as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO kept VALUES (7)")
+    with reader.connect() as conn:  # the writer's commit, not the refused insert
+        assert rows(conn, "SELECT v FROM kept ORDER BY v") == [(5,), (7,)]
