@@ -161,6 +161,33 @@ def pin(conn: duckdb.DuckDBPyConnection, sql: str, builtins: frozenset[str]) -> 
     return _sql(conn, tree), tree, int(snapshot)
 
 
+@dataclass(frozen=True)
+class PortableRead:
+    """A plain lake query pinned to one snapshot, as any node can run it; `parts` split it across nodes."""
+
+    query: str
+    snapshot: int
+    parts: list[str] | None
+
+
+def portable_read(conn: duckdb.DuckDBPyConnection, parse, sql: str, builtins: frozenset[str], nodes: int,
+                  min_rows: int) -> PortableRead | None:
+    """`sql` pinned to the current snapshot when it is one SELECT that reads the same rows on any node (split
+    into `nodes` row-id ranges when large enough), else None: the statement then needs its own session."""
+    try:
+        statements = parse(sql)
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            return None
+        pinned = pin(conn, sql, builtins)
+        if pinned is None:
+            return None
+        query, tree, snapshot = pinned
+        parts = partitions(conn, tree, nodes, min_rows) if nodes > 1 else None
+    except duckdb.Error:
+        return None  # e.g. a view read at a snapshot: the session-bound way gives the real answer
+    return PortableRead(query, snapshot, parts)
+
+
 def _sql(conn: duckdb.DuckDBPyConnection, tree: dict) -> str:
     return conn.execute("SELECT json_deserialize_sql(?)", [json.dumps(tree)]).fetchone()[0]
 

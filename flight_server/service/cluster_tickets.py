@@ -16,7 +16,6 @@ import itertools
 import json
 import time
 
-import duckdb
 import pyarrow as pa
 import pyarrow.flight as flight
 
@@ -52,24 +51,20 @@ class ClusterTickets:
         if _in_transaction(session):
             return None
         try:
-            parsed = parse(query)
-            if len(parsed) != 1 or parsed[0].type != duckdb.StatementType.SELECT:
-                return None
             with session.busy() as conn:
                 if self._builtins is None:
                     self._builtins = lake.builtin_functions(conn)
-                pinned = lake.pin(conn, query, self._builtins)
-                if pinned is None:
-                    return None
-                query, tree, snapshot = pinned
-                parts = lake.partitions(conn, tree, len(self._nodes), self._fan_out_min_rows) \
-                    if len(self._nodes) > 1 and parameters is None else None
+                nodes = len(self._nodes) if parameters is None else 1
+                read = lake.portable_read(conn, parse, query, self._builtins, nodes, self._fan_out_min_rows)
+            if read is None:
+                return None
             # Binds the rewritten query through the session (role check included) without running it.
-            schema = _bound_schema(session, query, parameters)
-        except (duckdb.Error, EngineError):
-            return None  # e.g. a view read at a snapshot: the session-bound way gives the real answer
+            schema = _bound_schema(session, read.query, parameters)
+        except EngineError:
+            return None
         if schema is None:
             return None
+        query, snapshot, parts = read.query, read.snapshot, read.parts
         principal = call.principal
         claims = {"q": query, "p": _pack(parameters), "s": snapshot, "e": self._clock() + self._ttl,
                   "u": getattr(principal, "user", None), "r": getattr(principal, "role", None)}
