@@ -270,14 +270,18 @@ def _canonical(value: str, cwd: str) -> str:
     return os.path.realpath(os.path.join(cwd, value))
 
 
-def _top_level_word(tokens: list[sql_scan.Token], wanted: tuple[str, ...]) -> str | None:
+def _top_level(tokens: list[sql_scan.Token]):
+    """(index, token) of the tokens outside parentheses and brackets."""
     depth = 0
-    for token in tokens:
+    for index, token in enumerate(tokens):
         if token.kind == "operator":
             depth += token.text.count("(") + token.text.count("[") - token.text.count(")") - token.text.count("]")
-        elif depth == 0 and token.word in wanted:
-            return token.word
-    return None
+        elif depth == 0:
+            yield index, token
+
+
+def _top_level_word(tokens: list[sql_scan.Token], wanted: tuple[str, ...]) -> str | None:
+    return next((token.word for _, token in _top_level(tokens) if token.word in wanted), None)
 
 
 def _climbs(value: str) -> bool:
@@ -286,13 +290,8 @@ def _climbs(value: str) -> bool:
 
 def _after_top_level_word(tokens: list[sql_scan.Token], word: str) -> sql_scan.Token | None:
     """The token right after the first `word` outside parentheses."""
-    depth = 0
-    for index, token in enumerate(tokens):
-        if token.kind == "operator":
-            depth += token.text.count("(") + token.text.count("[") - token.text.count(")") - token.text.count("]")
-        elif depth == 0 and token.word == word:
-            return tokens[index + 1] if index + 1 < len(tokens) else None
-    return None
+    index = next((i for i, token in _top_level(tokens) if token.word == word), None)
+    return tokens[index + 1] if index is not None and index + 1 < len(tokens) else None
 
 
 def _matching_paren(tokens: list[sql_scan.Token], start: int) -> int | None:
