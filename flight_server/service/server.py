@@ -437,10 +437,6 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         return {"connections_cut": cut, "calls_left": closer.is_alive(), "sessions_left": left_open}
 
 
-# SQL that may carry credentials (CREATE SECRET, ATTACH with a password, ...): quoted strings are
-# removed from its log record.
-
-
 def _own_paths(config: Config, database: Database) -> list[str]:
     """Absolute paths of the files the server itself owns (not the folders SQL may use)."""
     paths = [config.temp_directory, config.users_path, config.tls_cert, config.tls_key]
