@@ -280,3 +280,35 @@ def test_zz_restarts_cleanly_with_content_intact(hostile):
     assert content_hash(env) == before
     log = Path(env.server.stderr_path).read_text() if Path(env.server.stderr_path).exists() else ""
     assert "hostile-secret-key" not in log
+
+
+def test_other_rpcs_reach_the_same_check(hostile):
+    """GetFlightInfo, GetSchema, DoGet with a statement ticket and a plain-Flight SQL descriptor all run the
+    role check: a reader's EXPLAIN ANALYZE DELETE is refused on each, and nothing changes."""
+    import pyarrow.flight as flight
+
+    import flightsql_wire as wire
+
+    env = hostile
+    before = content_hash(env)
+    client = flight.FlightClient(env.server.uri)
+    token = client.authenticate_basic_token("reader", env.passwords["reader"])
+    options = flight.FlightCallOptions(headers=[token])
+    attack = "EXPLAIN ANALYZE DELETE FROM t"
+    calls = [
+        lambda: client.get_flight_info(flight.FlightDescriptor.for_command(wire.command_statement_query(attack)),
+                                       options),
+        lambda: client.get_schema(flight.FlightDescriptor.for_command(wire.command_statement_query(attack)), options),
+        lambda: client.do_get(flight.Ticket(wire.command_statement_query(attack)), options).read_all(),
+        lambda: client.get_flight_info(flight.FlightDescriptor.for_command(attack.encode()), options),
+        lambda: client.do_action(flight.Action("CreatePreparedStatement",
+                                               wire.action_create_prepared_statement(attack)), options),
+    ]
+    for call in calls:
+        # (pyarrow turns a GetSchema refusal into UNKNOWN with the same message, hence ArrowException.)
+        with pytest.raises((flight.FlightError, pa.ArrowException)) as info:
+            result = call()
+            if result is not None and not isinstance(result, (flight.FlightInfo, flight.SchemaResult)):
+                list(result)
+        assert "may not" in str(info.value), str(info.value)
+    assert content_hash(env) == before
