@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from .auth.external_jwt import ExternalJwtVerifier
-from .auth.middleware import AuthMiddlewareFactory
+from .auth.credentials import Authenticator
 from .auth.roles import Policy
 from .auth.throttle import LoginThrottle
 from .auth.tokens import RevokedSessions, TokenSigner
@@ -129,7 +129,7 @@ def build_policy(config: Config, database: Database) -> Policy:
                   admin_names=(lakes.METADATA_PREFIX,) if lake is not None else ())
 
 
-def build_auth(config: Config) -> AuthMiddlewareFactory | None:
+def build_auth(config: Config) -> Authenticator | None:
     if config.auth == "none":
         if not config.is_loopback and not config.allow_unauthenticated_network:
             raise ConfigError(f"FLIGHT_AUTH: refusing to serve {config.host} without authentication; "
@@ -160,7 +160,7 @@ def build_auth(config: Config) -> AuthMiddlewareFactory | None:
     revoked = RevokedSessions(os.path.join(config.data_dir, "revoked-tokens.json"))
     signer = TokenSigner(config.token_secret.encode() if config.token_secret else None, config.token_ttl, users,
                          revoked)
-    return AuthMiddlewareFactory(users, signer, LoginThrottle(), build_external_jwt(config))
+    return Authenticator(users, signer, LoginThrottle(), build_external_jwt(config))
 
 
 def build_external_jwt(config: Config) -> ExternalJwtVerifier | None:

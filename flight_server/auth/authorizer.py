@@ -14,6 +14,9 @@ class RoleAuthorizer:
     def __init__(self, role: str, policy: roles.Policy = roles.Policy()):
         self.role = role
         self.policy = policy
+        # What a statement's decision depends on besides its text: sessions remember the texts allowed under
+        # this key (engine Session._parse). The policy is one object for the server's life.
+        self.decision_key = (role, id(policy))
 
     @property
     def read_only(self) -> bool:

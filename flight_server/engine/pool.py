@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import duckdb
 
+from . import statements
 from .errors import InternalError, UnavailableError
 from .session import Session
 from .spill import SpillSpace
@@ -32,6 +33,7 @@ class SessionPool:
                  spill: SpillSpace | None = None, max_parked: int = 16):
         self._connect = connect
         self._parse = parse
+        self.parse_cache = statements.ParseCache(parse) if parse is not None else None
         self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
         self.max_prepared = max_prepared
@@ -76,7 +78,7 @@ class SessionPool:
             except Exception as exc:
                 raise InternalError(f"could not open a DuckDB connection: {exc}") from None
             session = Session(session_id=f"s{next(self._ids)}", conn=conn, max_prepared=self.max_prepared,
-                              authorizer=authorizer, parser=self._parse, owner=owner, max_parked=self.max_parked,
+                              authorizer=authorizer, parser=self._parse, parse_cache=self.parse_cache, owner=owner, max_parked=self.max_parked,
                               spill_space=self.spill)
             if peer:
                 session.peers[peer] = session.last_used

@@ -65,6 +65,8 @@ class Session:
     running: object | None = None
     # Splits SQL into statements on a sandboxed connection (the Database's parser); None: this session's own.
     parser: Callable[[str], Sequence[duckdb.Statement]] | None = None
+    # Parses through a cache shared by the database's sessions (statements.ParseCache); None: no cache.
+    parse_cache: Callable[[str], statements.Parsed] | None = None
     # Whose session this is (a user, or a client address without auth): per-user caps count it.
     owner: str = ""
     # Client connections (names given by the service) that used it, with when they were last seen: the pool
@@ -170,9 +172,18 @@ class Session:
     # -- statements -------------------------------------------------------
 
     def _parse(self, sql: str) -> statements.Parsed:
-        parsed = statements.parse(sql, self.parser or self._own_parse)
+        if self.parse_cache is not None:
+            parsed = self.parse_cache(sql)
+        else:
+            parsed = statements.parse(sql, self.parser or self._own_parse)
         if self.authorizer is not None:
-            self.authorizer.statements(parsed.statements)
+            # An authorizer with a decision_key (role and policy) has its allowances remembered on the parse;
+            # refusals are decided again each time (rare, and the message is rebuilt).
+            key = getattr(self.authorizer, "decision_key", None)
+            if key is None or key not in parsed.allowed_for:
+                self.authorizer.statements(parsed.statements)
+                if key is not None:
+                    parsed.allowed_for.add(key)
         return parsed
 
     def _own_parse(self, sql: str) -> Sequence[duckdb.Statement]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
@@ -36,24 +37,22 @@ _WIDTHS = {
 
 @dataclass(frozen=True)
 class Parsed:
-    """One SQL text split into statements, with what DuckDB's parser says about the last one."""
+    """One SQL text split into statements, with what DuckDB's parser says about the last one. Read-only once
+    built: a cached Parsed serves every session that sends the same text."""
 
     statements: Sequence[duckdb.Statement]
     parameter_count: int
+    # True when the last statement is SELECT-like (returns rows and changes nothing).
+    is_query: bool = False
+    # True when the last statement reports a changed-row count (INSERT, UPDATE, DELETE, MERGE).
+    counts_rows: bool = False
+    # Authorizers (by their decision_key) that have allowed this text: the decision depends only on the text,
+    # the role and the policy, so it is made once (see Session._parse).
+    allowed_for: set = field(default_factory=set, compare=False, repr=False)
 
     @property
     def last(self) -> duckdb.Statement:
         return self.statements[-1]
-
-    @property
-    def is_query(self) -> bool:
-        """True when the last statement is SELECT-like (returns rows and changes nothing)."""
-        expected = self.last.expected_result_type
-        return list(expected) == [duckdb.ExpectedResultType.QUERY_RESULT]
-
-    @property
-    def counts_rows(self) -> bool:
-        return self.last.type in _COUNTING
 
 
 @dataclass
@@ -76,7 +75,41 @@ def parse(sql: str, parser: Callable[[str], Sequence[duckdb.Statement]]) -> Pars
     names: set[str] = set()
     for statement in statements:
         names.update(statement.named_parameters)
-    return Parsed(statements=statements, parameter_count=len(names))
+    last = statements[-1]
+    return Parsed(statements=statements, parameter_count=len(names),
+                  is_query=list(last.expected_result_type) == [duckdb.ExpectedResultType.QUERY_RESULT],
+                  counts_rows=last.type in _COUNTING)
+
+
+class ParseCache:
+    """Parsed SQL by its text, shared by every session of one database. BI tools and dashboards send the same
+    texts again and again, and parsing one and deciding its role again costs more than running `SELECT 1`.
+    Parsing is pure (the text alone decides the tree, whoever sends it and whatever the catalog holds), so a
+    cached parse is exact. Texts that fail to parse are not kept; neither are very long ones. Full: the oldest
+    entry goes (first in, first out: no bookkeeping on a hit)."""
+
+    def __init__(self, parser: Callable[[str], Sequence[duckdb.Statement]], entries: int = 1024,
+                 longest: int = 16 * 1024):
+        self._parser = parser
+        self._entries: dict[str, Parsed] = {}
+        self._size = entries
+        self._longest = longest
+        self._lock = threading.Lock()
+
+    def __call__(self, sql: str) -> Parsed:
+        parsed = self._entries.get(sql)
+        if parsed is not None:
+            return parsed
+        parsed = parse(sql, self._parser)
+        if len(sql) <= self._longest:
+            with self._lock:
+                while len(self._entries) >= self._size:
+                    del self._entries[next(iter(self._entries))]
+                self._entries[sql] = parsed
+        return parsed
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def run(

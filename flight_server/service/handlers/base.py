@@ -24,7 +24,7 @@ class Call:
     key: str
     peer: str
     session: Session
-    principal: object | None = None  # auth.middleware.Principal when authentication is on
+    principal: object | None = None  # auth.credentials.Principal when authentication is on
     context: flight.ServerCallContext | None = None
     result: object | None = None  # the engine ResultStream this call sends, for its row/byte counts
     marker: object | None = None  # names this call's DuckDB work, so cancels interrupt only that work

@@ -51,7 +51,7 @@ class PlainFlightHandlers:
         writer.write(update_result(count))
         return count
 
-    def list_tables(self, call: Call):
+    def list_tables(self, call: Call, criteria=None):
         with call.session.busy() as conn:
             rows = catalog.tables(conn, None, None, None, ("BASE TABLE", "VIEW"))
             infos = []
