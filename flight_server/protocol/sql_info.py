@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 
 import pyarrow as pa
@@ -103,3 +104,26 @@ def table(values: Mapping[int, object], wanted: Iterable[int] = ()) -> pa.Table:
         pa.array(type_ids, pa.int8()), pa.array(offsets, pa.int32()), child_arrays,
         [union_type.field(i).name for i in range(6)], list(range(6)))
     return pa.Table.from_arrays([pa.array(ids, pa.uint32()), union], schema=schemas.SQL_INFO)
+
+
+class Answers:
+    """GetSqlInfo answers for one server's values, which are fixed for its life. ADBC asks on every connect and
+    building the table costs ~200 us, so the tables are kept per requested id tuple (in request order; the empty
+    tuple is every id) for the most recent CACHED requests. The tables are shared: pyarrow Tables are immutable.
+    A request naming more than MAX_CACHED_IDS ids is built each time, so the cache stays small."""
+
+    CACHED = 64
+    MAX_CACHED_IDS = 1024
+
+    def __init__(self, values: Mapping[int, object]):
+        self.values = values
+        self._cached = functools.lru_cache(maxsize=self.CACHED)(self._build)
+
+    def table(self, wanted: Iterable[int] = ()) -> pa.Table:
+        ids = tuple(wanted)
+        if len(ids) > self.MAX_CACHED_IDS:
+            return self._build(ids)
+        return self._cached(ids)
+
+    def _build(self, ids: tuple[int, ...]) -> pa.Table:
+        return table(self.values, ids)

@@ -6,6 +6,8 @@ the data is read at DoGet time.
 
 from __future__ import annotations
 
+import functools
+
 import pyarrow as pa
 import pyarrow.flight as flight
 
@@ -33,18 +35,24 @@ class MetadataHandlers:
 
     def do_get_metadata(self, call: Call, command):
         builder = getattr(self, _BUILDERS[type(command)])
+        if type(command) in _CONSTANT:
+            # Answers fixed for the process need no DuckDB connection, so they wait for no statement of the
+            # session (ADBC asks GetSqlInfo on every connect).
+            return flight.RecordBatchStream(builder(None, command))
         with call.session.busy() as conn:
             table = builder(conn, command)
         return flight.RecordBatchStream(table)
 
-    # -- builders (run under the session lock) ----------------------------
+    # -- builders (run under the session lock, except the _CONSTANT ones, which get no connection) ----------
 
     def _sql_info(self, conn, command: sql.CommandGetSqlInfo) -> pa.Table:
-        return sql_info.table(self.sql_info_values, list(command.info))
+        answers = self.__dict__.get("_sql_info_answers")
+        if answers is None or answers.values is not self.sql_info_values:
+            answers = self._sql_info_answers = sql_info.Answers(self.sql_info_values)
+        return answers.table(command.info)
 
     def _xdbc(self, conn, command: sql.CommandGetXdbcTypeInfo) -> pa.Table:
-        wanted = optional(command, "data_type")
-        return schemas.table(type_info.rows(wanted), schemas.XDBC_TYPE_INFO)
+        return _xdbc_table(optional(command, "data_type"))
 
     def _catalogs(self, conn, command) -> pa.Table:
         return schemas.table([(name,) for name in catalog.catalogs(conn)], schemas.CATALOGS)
@@ -65,7 +73,7 @@ class MetadataHandlers:
         return schemas.table(with_schema, schemas.TABLES_WITH_SCHEMA)
 
     def _table_types(self, conn, command) -> pa.Table:
-        return schemas.table([(name,) for name in sorted(_TYPE_NAMES.values())], schemas.TABLE_TYPES)
+        return _table_types_table()
 
     def _primary_keys(self, conn, command: sql.CommandGetPrimaryKeys) -> pa.Table:
         rows = catalog.primary_keys(conn, optional(command, "catalog"), optional(command, "db_schema"), command.table)
@@ -89,6 +97,17 @@ class MetadataHandlers:
         rows = sorted(catalog.foreign_keys(conn, pk, fk),
                       key=lambda r: (r[4] or "", r[5] or "", r[6], r[9] or "", r[8]))
         return schemas.table(rows, schemas.FOREIGN_KEYS)
+
+
+@functools.lru_cache(maxsize=64)
+def _xdbc_table(data_type: int | None) -> pa.Table:
+    """GetXdbcTypeInfo's answer (fixed for the process; Tables are immutable, so one is shared), per filter."""
+    return schemas.table(type_info.rows(data_type), schemas.XDBC_TYPE_INFO)
+
+
+@functools.cache
+def _table_types_table() -> pa.Table:
+    return schemas.table([(name,) for name in sorted(_TYPE_NAMES.values())], schemas.TABLE_TYPES)
 
 
 _SCHEMAS = {
@@ -115,5 +134,8 @@ _BUILDERS = {
     sql.CommandGetImportedKeys: "_imported_keys",
     sql.CommandGetCrossReference: "_cross_reference",
 }
+
+# Answered from process-wide constants, without the session's connection.
+_CONSTANT = frozenset({sql.CommandGetSqlInfo, sql.CommandGetXdbcTypeInfo, sql.CommandGetTableTypes})
 
 METADATA_COMMANDS = tuple(_BUILDERS)
