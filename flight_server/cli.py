@@ -216,6 +216,8 @@ def _shut_down(server, grace_period: float, log, started: float) -> NoReturn:
                      daemon=True).start()
     interrupted = server.drain(grace_period)
     left = server.shutdown(timeout=STOP_TIMEOUT)
+    if server.auth is not None:  # closed sessions' revocations fsync'd (at most 1 s old) before the exit
+        _bounded(server.auth.signer.close, CHECKPOINT_TIMEOUT)
     stalled = left["calls_left"] or left["sessions_left"]
     # A session left open is a cursor of the database's root connection, and closing the root waits for
     # it: then only checkpoint, itself bounded, and leave the rest to the process exit.

@@ -1,14 +1,23 @@
 """What a client's connect costs the server (issue 11): the GetSqlInfo and GetXdbcTypeInfo answers are built once
-and shared, and answered without the session's connection.
+and shared, and answered without the session's connection; CloseSession's revocation is written at once and
+fsync'd off the caller's path.
 
-In-process tests: the cached answers against the uncached builders."""
+In-process tests: the cached answers against the uncached builders, and the revocation file's durability
+(observed through the fsync calls it makes) against threads, rewrites and reloads."""
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
 
+from flight_server.auth import tokens
+from flight_server.auth.tokens import RevokedSessions
 from flight_server.engine import type_info
 from flight_server.protocol import flight_sql_pb2 as sql
 from flight_server.protocol import schemas, sql_info
@@ -85,3 +94,109 @@ def test_sql_info_answers_follow_the_servers_values():
     server.sql_info_values = {**VALUES, sql_info.FLIGHT_SQL_SERVER_READ_ONLY: True}
     answer = server._sql_info(None, sql.CommandGetSqlInfo(info=[sql_info.FLIGHT_SQL_SERVER_READ_ONLY]))
     assert answer.equals(sql_info.table(server.sql_info_values, [sql_info.FLIGHT_SQL_SERVER_READ_ONLY]))
+
+
+# ---------------------------------------------------------------------------
+# Revocations: written at once, fsync'd within a second and at close()
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fsyncs(monkeypatch):
+    """The (device, inode) of everything fsync'd from here on."""
+    synced: list[tuple[int, int]] = []
+    real = os.fsync
+
+    def fsync(fd):
+        info = os.fstat(fd)
+        synced.append((info.st_dev, info.st_ino))
+        real(fd)
+    monkeypatch.setattr(tokens.os, "fsync", fsync)
+    return synced
+
+
+def _identity(path) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
+def test_revocation_is_written_at_once_and_fsynced_at_close(tmp_path, fsyncs, monkeypatch):
+    monkeypatch.setattr(RevokedSessions, "SYNC_INTERVAL", 60.0)  # the timer does not fire during the test
+    path = tmp_path / "data" / "revoked-tokens.json"
+    revoked = RevokedSessions(str(path))
+    revoked.add("closed", time.time() + 3600)
+    assert "closed" in RevokedSessions(str(path))  # in the file (page cache) when add() returns ...
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert fsyncs == []  # ... without waiting for the disk
+    revoked.close()
+    assert _identity(path) in fsyncs and _identity(path.parent) in fsyncs  # the lines, and the new file's name
+    fsyncs.clear()
+    revoked.close()  # nothing left to sync
+    assert fsyncs == []
+    revoked.add("later", time.time() + 3600)  # usable after close(): the handle opens again
+    assert {"closed", "later"} <= set(RevokedSessions(str(path))._until)
+    revoked.close()
+    assert fsyncs == [_identity(path)]
+
+
+def test_revocations_are_fsynced_within_the_interval(tmp_path, fsyncs, monkeypatch):
+    monkeypatch.setattr(RevokedSessions, "SYNC_INTERVAL", 0.05)
+    path = tmp_path / "revoked-tokens.json"
+    revoked = RevokedSessions(str(path))
+    revoked.add("closed", time.time() + 3600)
+    deadline = time.monotonic() + 5
+    while _identity(path) not in fsyncs and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _identity(path) in fsyncs
+    assert revoked._timer is None and not revoked._unsynced
+    revoked.close()
+
+
+def test_rewrite_replaces_the_file_and_appends_go_to_the_new_one(tmp_path, fsyncs, monkeypatch):
+    monkeypatch.setattr(RevokedSessions, "SYNC_INTERVAL", 60.0)
+    path = tmp_path / "revoked-tokens.json"
+    revoked = RevokedSessions(str(path))
+    now = time.time()
+    for i in range(63):
+        revoked.add(f"old{i}", now - 1 if i % 2 else now + 3600)  # half of them already expired
+    before = _identity(path)
+    revoked.add("trigger", now + 3600)  # the 64th line: the file is rewritten with the live entries
+    after = _identity(path)
+    assert after != before and after in fsyncs  # a new file, fsync'd before it took the old one's place
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    revoked.add("appended", now + 3600)  # goes to the new file, not to the replaced one
+    lines = [json.loads(line)[0] for line in path.read_text().splitlines()]
+    assert lines == [f"old{i}" for i in range(0, 63, 2)] + ["trigger", "appended"]
+    reloaded = RevokedSessions(str(path))
+    assert "appended" in reloaded and "old0" in reloaded and "old1" not in reloaded
+    revoked.close()
+    assert _identity(path) in fsyncs and _identity(tmp_path) in fsyncs
+
+
+def test_concurrent_revocations_keep_every_line(tmp_path):
+    path = tmp_path / "revoked-tokens.json"
+    revoked = RevokedSessions(str(path))
+    until = time.time() + 3600
+    start = threading.Barrier(8)
+
+    def close_sessions(worker: int) -> None:
+        start.wait()
+        for i in range(150):
+            revoked.add(f"w{worker}-{i}", until)
+    threads = [threading.Thread(target=close_sessions, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    revoked.close()
+    expected = {f"w{worker}-{i}" for worker in range(8) for i in range(150)}
+    lines = [json.loads(line) for line in path.read_text().splitlines()]  # every line whole
+    assert {session for session, _ in lines} == expected
+    assert set(RevokedSessions(str(path))._until) == expected
+
+
+def test_revocations_without_a_file_need_no_close():
+    revoked = RevokedSessions(None)
+    revoked.add("closed", time.time() + 60)
+    assert "closed" in revoked
+    revoked.close()

@@ -8,6 +8,7 @@ name)."""
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import hmac
 import json
@@ -83,6 +84,10 @@ class TokenSigner:
         within the TTL, an external token at ``expires``."""
         self._revoked.add(session, max(time.time() + self.ttl, expires or 0.0))
 
+    def close(self) -> None:
+        """At shutdown: the revocations not yet fsync'd go to disk."""
+        self._revoked.close()
+
     def _version(self, user: str) -> str:
         """Binds a token to the user's current entry: keyed by the signing key, so it reveals nothing."""
         entry = self._users.get(user) if self._users is not None else None
@@ -97,9 +102,17 @@ class TokenSigner:
 
 class RevokedSessions:
     """Closed sessions, each kept until the last token naming it expires. With a path they are kept in a
-    JSON-lines file too (mode 0600, one ``[session, until]`` line appended per revocation, loaded at start);
-    once it has grown to twice the entries live at the last clean-up, the file is rewritten with the live ones
-    (temp file + os.replace), so it stays bounded by the revocations of about one token lifetime."""
+    JSON-lines file too (mode 0600, one ``[session, until]`` line appended per revocation, loaded at start;
+    a damaged line, e.g. one cut short, is skipped and the file rewritten at the next revocation); once it has
+    grown to twice the entries live at the last clean-up, the file is rewritten with the live ones (temp file,
+    fsync'd, then os.replace), so it stays bounded by the revocations of about one token lifetime.
+
+    Durability: when add() returns, the line has been written to the file (the append handle stays open), so
+    the revocation survives a crash or kill of the server process at once. It is fsync'd off the caller's
+    path, by a timer at most SYNC_INTERVAL (1 s) later, and by close() (called at shutdown): a crash of the
+    machine itself loses at most the revocations of the last second."""
+
+    SYNC_INTERVAL = 1.0
 
     def __init__(self, path: str | None):
         self._path = path
@@ -107,6 +120,11 @@ class RevokedSessions:
         self._lines = 0  # revocations recorded since the last clean-up (the file's lines)
         self._clean_at = 64
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()  # one fsync at a time: close() returns after one in flight ended
+        self._fd: int | None = None  # the open append handle (None until the first append, after a rewrite)
+        self._unsynced = False  # lines written since the last fsync
+        self._folder_unsynced = False  # the file was created or replaced since the folder was last fsync'd
+        self._timer: threading.Timer | None = None
         if path:
             self._load(path)
 
@@ -136,8 +154,43 @@ class RevokedSessions:
                 else:
                     self._append(self._path, session, self._until[session])
             except OSError as exc:
+                self._clean_at = 0  # a line may be cut short: the next revocation rewrites the file
                 log.error("could not save a revoked session; its tokens work again after a restart",
                           file=self._path, error=exc.strerror)
+
+    def sync(self) -> None:
+        """Fsyncs what was written (the timer calls this; so may anyone who needs it on disk now)."""
+        with self._sync_lock:
+            self._sync()
+
+    def _sync(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            fd = os.dup(self._fd) if self._unsynced and self._fd is not None else None
+            folder = self._folder_unsynced
+            self._unsynced = self._folder_unsynced = False
+        # Outside the lock, so add() never waits for the disk; the duplicate stays valid if a rewrite closes
+        # the handle meanwhile (the rewritten file was fsync'd itself).
+        try:
+            if fd is not None:
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            if folder:
+                _fsync_folder(self._path)
+        except OSError as exc:
+            log.error("could not fsync the revoked sessions file", file=self._path, error=exc.strerror)
+
+    def close(self) -> None:
+        """Fsyncs what is unsynced and closes the append handle (a later add() opens it again)."""
+        self.sync()
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def _load(self, path: str) -> None:
         try:
@@ -166,13 +219,20 @@ class RevokedSessions:
         self._clean_at = 0 if damaged else 2 * len(self._until) + 64
 
     def _append(self, path: str, session: str, until: float) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps([session, until]) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        """Under the lock: one write of one whole line to the open handle (O_APPEND), then the sync timer."""
+        if self._fd is None:
+            created = not os.path.exists(path)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._folder_unsynced = self._folder_unsynced or created
+        line = (json.dumps([session, until]) + "\n").encode()
+        if os.write(self._fd, line) != len(line):
+            raise OSError(errno.ENOSPC, "short write")
+        self._unsynced = True
+        self._sync_later()
 
     def _rewrite(self, path: str) -> None:
+        """Under the lock: the live entries into a temp file, fsync'd, then put in place of the file; the
+        append handle of the old file is closed (the next append opens the new one)."""
         folder = os.path.dirname(os.path.abspath(path))
         fd, temporary = tempfile.mkstemp(prefix=".revoked-", dir=folder)  # created with mode 0600
         try:
@@ -184,6 +244,27 @@ class RevokedSessions:
         except BaseException:
             os.unlink(temporary)
             raise
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._unsynced = False  # what the old handle wrote is in the rewritten file, which is on disk
+        self._folder_unsynced = True  # the rename is, once the folder is fsync'd
+        self._sync_later()
+
+    def _sync_later(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self.SYNC_INTERVAL, self.sync)
+            self._timer.daemon = True
+            self._timer.name = "revoked-sessions-sync"
+            self._timer.start()
+
+
+def _fsync_folder(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _b64(data: bytes) -> str:
