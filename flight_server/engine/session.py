@@ -197,7 +197,7 @@ class Session:
         if not self.read_only or self.transaction_id is not None:
             return
         try:
-            self.conn.execute("BEGIN TRANSACTION READ ONLY")
+            self.conn.execute(self._control("BEGIN TRANSACTION READ ONLY"))
         except Exception as exc:
             raise classify(exc) from None
         self._read_transaction = True
@@ -205,9 +205,14 @@ class Session:
     def _end_read_transaction(self) -> None:
         self._read_transaction = False
         try:
-            self.conn.execute("COMMIT")
+            self.conn.execute(self._control("COMMIT"))
         except Exception:
             self._quiet_rollback()
+
+    def _control(self, sql: str):
+        """A fixed statement the session runs itself (a reader's BEGIN/COMMIT around every statement), parsed
+        once through the shared cache instead of on every use."""
+        return self.parse_cache(sql).last if self.parse_cache is not None else sql
 
     def end_idle_snapshot(self) -> None:
         """Ends the read-only transaction a read session keeps after a statement, once no result of it is left
