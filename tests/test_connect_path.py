@@ -1,6 +1,6 @@
 """What a client's connect costs the server (issue 11): the GetSqlInfo and GetXdbcTypeInfo answers are built once
 and shared, and answered without the session's connection; CloseSession's revocation is written at once and
-fsync'd off the caller's path.
+fsync'd off the caller's path; a token is decoded once, while its checks still run on every call.
 
 In-process tests: the cached answers against the uncached builders, and the revocation file's durability
 (observed through the fsync calls it makes) against threads, rewrites and reloads."""
@@ -17,7 +17,9 @@ from types import SimpleNamespace
 import pytest
 
 from flight_server.auth import tokens
-from flight_server.auth.tokens import RevokedSessions
+from flight_server.auth.passwords import hash_password
+from flight_server.auth.tokens import RevokedSessions, TokenError, TokenSigner
+from flight_server.auth.users import User, UserStore
 from flight_server.engine import type_info
 from flight_server.protocol import flight_sql_pb2 as sql
 from flight_server.protocol import schemas, sql_info
@@ -200,3 +202,69 @@ def test_revocations_without_a_file_need_no_close():
     revoked.add("closed", time.time() + 60)
     assert "closed" in revoked
     revoked.close()
+
+
+# ---------------------------------------------------------------------------
+# Tokens: decoded once, checked on every call
+# ---------------------------------------------------------------------------
+
+
+def _signer(tmp_path, users: UserStore) -> TokenSigner:
+    return TokenSigner(b"k" * 32, 60, users, RevokedSessions(str(tmp_path / "revoked-tokens.json")))
+
+
+def test_a_remembered_token_is_still_checked_on_every_call(tmp_path, monkeypatch):
+    store = UserStore({"u": User("u", hash_password("pw"), "write")})
+    signer = _signer(tmp_path, store)
+    token = signer.issue("u", "write", "s1")
+    claims = signer.verify(token)
+    assert (claims.user, claims.role, claims.session) == ("u", "write", "s1")
+    assert token in signer._decoded
+    # A changed user entry ends the token though it is remembered.
+    store._users["u"] = User("u", hash_password("new"), "write")
+    with pytest.raises(TokenError, match="changed"):
+        signer.verify(token)
+    store._users["u"] = User("u", store.get("u").password_hash, "read")
+    with pytest.raises(TokenError, match="role"):
+        signer.verify(token)
+    del store._users["u"]
+    with pytest.raises(TokenError, match="no longer exists"):
+        signer.verify(token)
+    # So do closing its session and its expiry.
+    store._users["u"] = User("u", hash_password("pw"), "write")
+    token = signer.issue("u", "write", "s2")
+    signer.verify(token)
+    signer.revoke("s2")
+    with pytest.raises(TokenError, match="closed"):
+        signer.verify(token)
+    token = signer.issue("u", "write", "s3")
+    signer.verify(token)
+    later = time.time() + 120
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(TokenError, match="expired"):
+        signer.verify(token)
+
+
+def test_forged_tokens_are_never_remembered(tmp_path):
+    store = UserStore({"u": User("u", hash_password("pw"), "write")})
+    signer = _signer(tmp_path, store)
+    token = signer.issue("u", "write")
+    payload, _, signature = token.partition(".")
+    forged = payload + "." + ("A" if signature[0] != "A" else "B") + signature[1:]
+    for bad in (forged, payload, "x.y", ""):
+        with pytest.raises(TokenError):
+            signer.verify(bad)
+        assert bad not in signer._decoded
+    # A token issued by another key is refused, also by a signer that remembers tokens of its own.
+    other = TokenSigner(b"o" * 32, 60, store).issue("u", "write")
+    with pytest.raises(TokenError, match="signature"):
+        signer.verify(other)
+
+
+def test_remembered_tokens_are_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(TokenSigner, "DECODED_MAX", 10)
+    store = UserStore({"u": User("u", hash_password("pw"), "write")})
+    signer = _signer(tmp_path, store)
+    issued = [signer.issue("u", "write") for _ in range(25)]
+    assert len(signer._decoded) == 10 and issued[-1] in signer._decoded and issued[0] not in signer._decoded
+    assert all(signer.verify(token).user == "u" for token in issued)  # a forgotten token is decoded again
