@@ -13,8 +13,11 @@ that only per-session settings can change (see engine/database.py).
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import attrgetter
 
 import duckdb
 
@@ -25,21 +28,23 @@ READ, WRITE, ADMIN, NOBODY = "read", "write", "admin", "nobody"
 ROLES = (READ, WRITE, ADMIN)
 _RANK = {READ: 0, WRITE: 1, ADMIN: 2, NOBODY: 3}
 
-T = duckdb.StatementType
+# Statement kinds by name (duckdb.StatementType's member names). Statements are looked up by the enum's integer
+# value: comparing or hashing the pybind11 enum objects themselves costs ~0.7 us each time.
+_KIND_NAMES = {kind.value: name for name, kind in duckdb.StatementType.__members__.items()}
 _BY_TYPE = {
-    T.SELECT: READ,
-    T.INSERT: WRITE,
-    T.UPDATE: WRITE,
-    T.DELETE: WRITE,
-    T.CREATE: WRITE,
-    T.DROP: WRITE,
-    T.ALTER: WRITE,
-    T.VACUUM: WRITE,  # VACUUM and ANALYZE
-    T.ANALYZE: WRITE,
-    T.MERGE_INTO: WRITE,
+    "SELECT": READ,
+    "INSERT": WRITE,
+    "UPDATE": WRITE,
+    "DELETE": WRITE,
+    "CREATE": WRITE,
+    "DROP": WRITE,
+    "ALTER": WRITE,
+    "VACUUM": WRITE,  # VACUUM and ANALYZE
+    "ANALYZE": WRITE,
+    "MERGE_INTO": WRITE,
     # Transaction control in SQL: writers only. Readers use the Flight SQL transaction actions, which open
     # read-only transactions; a reader's COMMIT in SQL would end the read-only transaction it runs in.
-    T.TRANSACTION: WRITE,
+    "TRANSACTION": WRITE,
     # Everything else needs admin: ATTACH, DETACH, LOAD/INSTALL, EXPORT, COPY_DATABASE, PRAGMA (the kinds
     # DuckDB does not expand into SELECTs), PREPARE/EXECUTE (EXECUTE would hide its statement), unknown kinds.
 }
@@ -103,6 +108,30 @@ class Policy:
     protected_urls: tuple[str, ...] = ()
     admin_names: tuple[str, ...] = ()
 
+    @cached_property
+    def derived(self) -> _Derived:
+        """What the checks need in the form they use it, computed once per policy instead of per statement
+        (cached_property writes the instance's __dict__ directly, which a frozen dataclass allows)."""
+        return _Derived(self)
+
+
+class _Derived:
+    """The parts of a Policy the per-statement checks use, prepared once."""
+
+    def __init__(self, policy: Policy):
+        self.protected_urls = tuple(url.lower() for url in policy.protected_urls)
+        # (path, path + "/"): a literal names a protected path if it resolves to it or to something inside it.
+        self.protected_paths = tuple((path, path.rstrip("/") + "/") for path in policy.protected_paths)
+        # The working directory, resolved once. Relative file names are opened by DuckDB from the process's
+        # working directory, a directory that renaming or re-linking its parents does not move; policy.cwd
+        # is os.getcwd() (already free of symbolic links) unless a caller passes another. Names inside it are
+        # still looked up on every check (see _resolve).
+        self.cwd = os.path.realpath(policy.cwd)
+        # Table functions of the served database that readers may not call (not in READ_TABLE_FUNCTIONS).
+        self.admin_table_functions = policy.table_functions - READ_TABLE_FUNCTIONS
+        # Every name _functions can find needing more than read: a statement naming none of them needs read.
+        self.raising_names = frozenset(FUNCTION_ROLES) | _VIEW_NAMES | self.admin_table_functions
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -116,38 +145,37 @@ def required_role(statement: duckdb.Statement, policy: Policy = Policy()) -> str
 
 def decide(statement: duckdb.Statement, policy: Policy = Policy(), depth: int = 0) -> Decision:
     """The least role that may run this statement, and why."""
-    kind = statement.type
+    kind = _kind_name(statement.type)
     text = statement.query
     if not text.strip():
         # Statements DuckDB generates without text (PIVOT's enum type, COPY FROM DATABASE's transaction).
-        return Decision(_BY_TYPE.get(kind, ADMIN), _kind_name(kind))
+        return Decision(_BY_TYPE.get(kind, ADMIN), kind)
     try:
         tokens = sql_scan.tokens(text)
     except sql_scan.Unclassifiable as exc:
         return Decision(NOBODY, str(exc))
-    literal = _literals(tokens, policy)
+    derived = policy.derived
+    literal = _literals(tokens, derived)
     if literal is not None:
         return literal
     reserved = next((t.word for t in tokens if t.word and t.word.startswith(policy.admin_names)), None) \
         if policy.admin_names else None
     if reserved is not None:
         return Decision(ADMIN, f"the reserved name {reserved}")
-    base = _by_kind(statement, tokens, policy, depth)
-    functions = _functions(tokens, policy)
+    base = _by_kind(kind, text, tokens, policy, depth)
+    functions = _functions(tokens, derived)
     return base if _RANK[base.role] >= _RANK[functions.role] else functions
 
 
-def _by_kind(statement: duckdb.Statement, tokens: list[sql_scan.Token], policy: Policy, depth: int) -> Decision:
-    kind = statement.type
-    words = [t.word for t in tokens]
-    name = _kind_name(kind)
-    if kind == T.SELECT:
-        return Decision(READ, name)
-    if kind == T.EXPLAIN:
-        return _explain(statement.query, tokens, policy, depth)
-    if kind == T.SET:
+def _by_kind(kind: str, text: str, tokens: list[sql_scan.Token], policy: Policy, depth: int) -> Decision:
+    if kind == "SELECT":
+        return Decision(READ, kind)
+    if kind == "EXPLAIN":
+        return _explain(text, tokens, policy, depth)
+    if kind == "SET":
         return _setting(tokens)
-    if kind == T.COPY:
+    words = [t.word for t in tokens]
+    if kind == "COPY":
         direction = _top_level_word(tokens, ("to", "from"))
         if direction == "from":
             return Decision(WRITE, "COPY ... FROM")
@@ -159,19 +187,19 @@ def _by_kind(statement: duckdb.Statement, tokens: list[sql_scan.Token], policy: 
             # FILENAME_PATTERN '../../x' would leave the folder the target names.
             return Decision(NOBODY, "COPY ... TO with '..' in a file name or pattern")
         return Decision(ADMIN, "COPY ... TO (writes files on the server)")
-    if kind == T.CALL:
+    if kind == "CALL":
         if words and words[0] in ("checkpoint", "force"):
             return Decision(ADMIN, "CHECKPOINT")
         return Decision(READ, "CALL")
-    if kind in (T.CREATE, T.DROP):
+    if kind in ("CREATE", "DROP"):
         if _names_secret(words):
             if any(t.word == SERVER_SECRET for t in tokens):
                 return Decision(NOBODY, f"the server's own secret {SERVER_SECRET!r} cannot be changed by SQL")
             return Decision(ADMIN, "secrets")
-        if kind == T.CREATE and _creates_temporary(words):
+        if kind == "CREATE" and _creates_temporary(words):
             # Temporary objects live in the session; DuckDB's read-only transaction still protects the database.
             return Decision(READ, "CREATE TEMPORARY")
-    return Decision(_BY_TYPE.get(kind, ADMIN), name)
+    return Decision(_BY_TYPE.get(kind, ADMIN), kind)
 
 
 def _explain(text: str, tokens: list[sql_scan.Token], policy: Policy, depth: int) -> Decision:
@@ -226,48 +254,78 @@ def _setting(tokens: list[sql_scan.Token]) -> Decision:
     return Decision(ADMIN, f"SET {target or '?'} (not a per-session setting)")
 
 
-def _functions(tokens: list[sql_scan.Token], policy: Policy) -> Decision:
+_word = attrgetter("word")  # map(_word, tokens): the tokens' words, without a Python-level loop
+
+
+def _functions(tokens: list[sql_scan.Token], derived: _Derived) -> Decision:
     """The role the functions called in the statement need (a name followed by an opening parenthesis)."""
     worst = Decision(READ, "")
-    for index, token in enumerate(tokens):
-        if index + 1 == len(tokens):
-            if token.word in _VIEW_NAMES:
-                return Decision(FUNCTION_ROLES[token.word], f"{token.word}")
-            break
+    if derived.raising_names.isdisjoint(map(_word, tokens)):
+        return worst  # most statements: no name below could raise the role
+    for token, following in zip(tokens, tokens[1:]):
         name = token.word
-        if not name or not (tokens[index + 1].text.startswith("(") or name in _VIEW_NAMES):
+        if not name or not (following.text.startswith("(") or name in _VIEW_NAMES):
             continue
         needed = FUNCTION_ROLES.get(name, READ)
-        if needed == READ and name in policy.table_functions and name not in READ_TABLE_FUNCTIONS:
+        if needed == READ and name in derived.admin_table_functions:
             needed = ADMIN
         if _RANK[needed] > _RANK[worst.role]:
             worst = Decision(needed, f"function {name}()")
+    if tokens and tokens[-1].word in _VIEW_NAMES:  # `FROM duckdb_logs` at the very end
+        return Decision(FUNCTION_ROLES[tokens[-1].word], tokens[-1].word)
     return worst
 
 
-def _literals(tokens: list[sql_scan.Token], policy: Policy) -> Decision | None:
+def _literals(tokens: list[sql_scan.Token], derived: _Derived) -> Decision | None:
     """Refuses string literals that name the server's own files, for every role."""
-    for token in tokens:
-        if token.kind != "string":
-            continue
+    for token in [token for token in tokens if token.kind == "string"]:
         value = token.value
-        if value and policy.protected_urls and value.lower().startswith(
-                tuple(url.lower() for url in policy.protected_urls)):
-            return Decision(NOBODY, "the lake's own files")
-        if not value or "\x00" in value or value.lower().startswith(_REMOTE_PREFIXES):
+        if not value:
             continue
-        path = _canonical(value, policy.cwd)
-        for protected in policy.protected_paths:
-            if path == protected or path.startswith(protected.rstrip("/") + "/"):
-                return Decision(NOBODY, "a path that belongs to the server itself")
+        lowered = value.lower()
+        if derived.protected_urls and lowered.startswith(derived.protected_urls):
+            return Decision(NOBODY, "the lake's own files")
+        if "\x00" in value or lowered.startswith(_REMOTE_PREFIXES) or not derived.protected_paths:
+            continue
+        path = _resolve(value, derived.cwd)
+        if any(path == protected or path.startswith(inside) for protected, inside in derived.protected_paths):
+            return Decision(NOBODY, "a path that belongs to the server itself")
     return None
 
 
-def _canonical(value: str, cwd: str) -> str:
-    if value.lower().startswith("file://"):
+def _resolve(value: str, cwd: str) -> str:
+    """The canonical path a file name literal stands for: os.path.realpath(os.path.join(cwd, name)), `file://`
+    and `~` handled, computed with as few file system lookups as realpath's result allows.
+
+    realpath looks up (lstat) every component of the joined path, the working directory's included, for
+    every literal ('1998-12-01' too). Here, the working directory comes resolved (_Derived.cwd), and the
+    literal's own components are looked up one by one, exactly as realpath does, until one cannot be looked
+    up: nothing exists below a name that does not exist, so realpath would read the rest as written, and
+    so does this. A symbolic link anywhere, or a '..' (which can climb from a missing name back into
+    existing folders), hands the whole name to realpath itself. Typical literals cost one lookup.
+    """
+    if value[:7].lower() == "file://":
         value = value[7:]
-    value = os.path.expanduser(value)
-    return os.path.realpath(os.path.join(cwd, value))
+    value = os.path.expanduser(value)  # unchanged unless it starts with '~'
+    names = value.split("/")
+    if ".." in names:
+        return os.path.realpath(os.path.join(cwd, value))
+    path = "" if value.startswith("/") else cwd.rstrip("/")  # "" stands for the root
+    for index, name in enumerate(names):
+        if not name or name == ".":
+            continue
+        candidate = path + "/" + name
+        try:
+            mode = os.lstat(candidate).st_mode
+        except OSError:
+            # Missing (or not searchable, or not a folder): neither is anything below it. realpath keeps
+            # the rest of the name as written, dropping empty and '.' components.
+            rest = [part for part in names[index + 1:] if part and part != "."]
+            return "/".join([candidate, *rest])
+        if stat.S_ISLNK(mode):
+            return os.path.realpath(os.path.join(cwd, value))
+        path = candidate
+    return path or "/"
 
 
 def _top_level(tokens: list[sql_scan.Token]):
@@ -324,8 +382,9 @@ def _creates_temporary(words: list[str]) -> bool:
         rest[1] in ("table", "view", "macro", "function", "sequence")
 
 
-def _kind_name(kind) -> str:
-    return str(kind).rsplit(".", 1)[-1]
+def _kind_name(kind: duckdb.StatementType) -> str:
+    """The statement kind's name ('SELECT'), looked up by the enum's integer value."""
+    return _KIND_NAMES.get(kind.value) or str(kind).rsplit(".", 1)[-1]
 
 
 def allows(role: str, needed: str) -> bool:
