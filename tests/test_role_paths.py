@@ -215,3 +215,39 @@ def test_token_fields():
         ("string", "'it''s'", "", 18), ("operator", ",", "", 25), ("string", "$t$x$t$", "", 27),
         ("word", "FROM", "from", 35), ("word", "T", "t", 40)]
     assert [t.value for t in found if t.kind == "string"] == ["it's", "x"]
+
+
+# --- the reserved names of a lake (admin only), found from the text first ---------------------------------
+
+def _reserved_reference(sql: str, names: tuple[str, ...]) -> str | None:
+    """The check before the text shortcut: every token's word against the prefixes."""
+    found = sql_scan.tokens(sql)
+    return next((t.word for t in found if t.word and t.word.startswith(names)), None)
+
+
+@pytest.mark.parametrize("names", [("__ducklake_metadata_",), ("a\"b",), ("ÄRGER_",), ("Upper_",), ("x", "__y")])
+def test_reserved_names_are_found_as_the_token_walk_finds_them(names):
+    policy = roles.Policy(admin_names=names)
+    rng = random.Random(3)
+    pieces = ["SELECT", " ", "FROM", "__ducklake_metadata_lake", "__DuckLake_Metadata_L", '"__DUCKLAKE_METADATA_q"',
+              '"a""b"', "a", "b", '"', "'__ducklake_metadata_lake'", "ärger_x", "ÄRGER_X", "upper_x", "Upper_x",
+              "x1", "__y", ".", ",", "(", ")", "_", "__ducklake_metadata", "\"\"\"a\"\"b\"", "ς", "Σ"]
+    checked = 0
+    for _ in range(4000):
+        sql = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+        try:
+            expected = _reserved_reference(sql, names)
+        except sql_scan.Unclassifiable:
+            continue
+        checked += 1
+        assert roles._reserved_name(sql_scan.tokens(sql), sql, policy.derived) == expected, sql
+    assert checked > 1000
+
+
+def test_reserved_names_need_admin():
+    policy = roles.Policy(admin_names=("__ducklake_metadata_",))
+    for sql, role in [("SELECT * FROM __DuckLake_Metadata_lake.t", roles.ADMIN),
+                      ('SELECT * FROM "__ducklake_metadata_lake"."t"', roles.ADMIN),
+                      ("SELECT '__ducklake_metadata_lake'", roles.READ), ("SELECT 1 AS __ducklake_metadata", roles.READ),
+                      ("SELECT 1", roles.READ)]:
+        assert _decision(sql, policy) == role, sql

@@ -131,6 +131,12 @@ class _Derived:
         self.admin_table_functions = policy.table_functions - READ_TABLE_FUNCTIONS
         # Every name _functions can find needing more than read: a statement naming none of them needs read.
         self.raising_names = frozenset(FUNCTION_ROLES) | _VIEW_NAMES | self.admin_table_functions
+        self.admin_names = policy.admin_names
+        # Whether a reserved name can only be in a word if it is in the statement's lower-cased text: true for
+        # ASCII prefixes without '"' (a word is a piece of the text, lower-cased character by character;
+        # only a quoted identifier's '""' -> '"' changes it otherwise).
+        self.admin_names_in_text = all(name and name.isascii() and '"' not in name for name in policy.admin_names)
+        self.lower_admin_names = tuple(name.lower() for name in policy.admin_names)
 
 
 @dataclass(frozen=True)
@@ -158,13 +164,23 @@ def decide(statement: duckdb.Statement, policy: Policy = Policy(), depth: int = 
     literal = _literals(tokens, derived)
     if literal is not None:
         return literal
-    reserved = next((t.word for t in tokens if t.word and t.word.startswith(policy.admin_names)), None) \
-        if policy.admin_names else None
+    reserved = _reserved_name(tokens, text, derived)
     if reserved is not None:
         return Decision(ADMIN, f"the reserved name {reserved}")
     base = _by_kind(kind, text, tokens, policy, depth)
     functions = _functions(tokens, derived)
     return base if _RANK[base.role] >= _RANK[functions.role] else functions
+
+
+def _reserved_name(tokens: list[sql_scan.Token], text: str, derived: _Derived) -> str | None:
+    """The first word starting with a name prefix only admins may use (the lake's catalog database)."""
+    if not derived.admin_names:
+        return None
+    if derived.admin_names_in_text:
+        lowered = text.lower()
+        if not any(name in lowered for name in derived.lower_admin_names):
+            return None  # most statements: one pass over the text instead of one per token
+    return next((word for word in map(_word, tokens) if word and word.startswith(derived.admin_names)), None)
 
 
 def _by_kind(kind: str, text: str, tokens: list[sql_scan.Token], policy: Policy, depth: int) -> Decision:
