@@ -13,14 +13,13 @@ a stream that ends because the call was cancelled or the client vanished must no
 
 from __future__ import annotations
 
-import queue
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
 from .errors import CancelledError, EngineError, QueryError
+from .read_ahead import ReadAhead
 
 _IN_COLUMN = re.compile(r"^In column (\d+): (?:\w+: )?")
 
@@ -40,7 +39,7 @@ class IncomingBatches:
         self.error: EngineError | None = None
         self.ended_cleanly = False
         self.batches_read = 0
-        self._prefetch: _Prefetch | None = None
+        self._prefetch: ReadAhead | None = None
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         while True:
@@ -72,7 +71,7 @@ class IncomingBatches:
         """The batches as a RecordBatchReader (for DuckDB's Arrow scan). A helper thread reads and validates
         up to two batches ahead, so the checks overlap DuckDB's work instead of adding to it. Call close()
         when DuckDB is done with the reader."""
-        self._prefetch = _Prefetch(iter(self), depth=2)
+        self._prefetch = ReadAhead(iter(self), depth=2, name="ingest-read-ahead")
         return pa.RecordBatchReader.from_batches(self.schema, self._prefetch)
 
     def close(self) -> None:
@@ -91,57 +90,6 @@ class IncomingBatches:
             raise self.error
         if not self.ended_cleanly or (self._cancelled is not None and self._cancelled()):
             raise CancelledError("the upload did not end normally; nothing was written")
-
-
-class _Prefetch:
-    """Iterates `source` on a helper thread, `depth` items ahead (pyarrow releases the GIL while it reads and
-    validates)."""
-
-    _END = object()
-
-    def __init__(self, source: Iterator[pa.RecordBatch], depth: int):
-        self._source = source
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._done = False
-        self._thread = threading.Thread(target=self._run, name="ingest-read-ahead", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for batch in self._source:
-                if not self._put(batch):
-                    return
-            self._put(self._END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-            self._put(exc)
-
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
-        return self
-
-    def __next__(self) -> pa.RecordBatch:
-        if self._done:
-            raise StopIteration
-        item = self._queue.get()
-        if item is self._END or isinstance(item, BaseException):
-            self._done = True
-            if item is self._END:
-                raise StopIteration
-            raise item
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def invalid_batch(batch: pa.RecordBatch, schema: pa.Schema, number: int = 1) -> QueryError | None:

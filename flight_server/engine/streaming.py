@@ -3,7 +3,6 @@ a spill file when its connection must run another statement (DuckDB ends a conne
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,10 +10,14 @@ from collections.abc import Callable, Iterator
 import pyarrow as pa
 
 from .errors import EngineError, ResourceError, classify
+from .read_ahead import ReadAhead
 from .spill import SpillFile, SpillSpace
 
 # Clients refuse messages over 16 MiB by default; stay well below it.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# Batches fetched ahead of the one being sent. Two keep DuckDB busy while one is on the wire; more would only
+# hold memory (each batch is up to a few MiB).
+READ_AHEAD = 2
 
 
 class ResultStream:
@@ -176,11 +179,13 @@ class ResultStream:
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         """The batches, cut to wire size. A helper thread fetches up to READ_AHEAD batches ahead, so DuckDB
         produces the next batch while gRPC serializes and sends this one (the two take turns otherwise)."""
-        ahead = _ReadAhead(self._next)
+        # Every fetch goes through _next(), so the stream's rules still hold: the session lock per batch,
+        # spilling when the connection is needed, the slot taken back after a stall, the call marker for cancels.
+        ahead = ReadAhead(iter(self._next, None), READ_AHEAD, "result-read-ahead")
         try:
             while True:
                 self._idle_since = None
-                batch = ahead.next()
+                batch = next(ahead, None)
                 if batch is None:
                     return
                 self.rows_sent += batch.num_rows
@@ -196,7 +201,8 @@ class ResultStream:
                     yield batch.slice(offset, step)
         finally:
             self._idle_since = None
-            ahead.stop()
+            # Not waited for: the thread may be inside DuckDB for one batch; close() handles the reader.
+            ahead.close(wait=False)
 
     def _next(self) -> pa.RecordBatch | None:
         if self.before_fetch is not None and self.on_engine and not self._head:
@@ -234,62 +240,3 @@ class ResultStream:
     def to_reader(self) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(self.schema, iter(self))
 
-
-# Batches fetched ahead of the one being sent. Two keep DuckDB busy while one is on the wire; more would only
-# hold memory (each batch is up to a few MiB).
-READ_AHEAD = 2
-
-
-class _ReadAhead:
-    """Calls `fetch` (ResultStream._next: None at the end) on a helper thread, up to READ_AHEAD results ahead
-    of the consumer. The stream's own rules still hold because every fetch goes through `fetch`: the session
-    lock per batch, spilling when the connection is needed, the admission slot taken back after a stall, the
-    call marker for cancels. The thread starts at the first next() and ends at the end, on an error (handed
-    to the consumer, which raises it) or at stop()."""
-
-    _END = object()
-
-    def __init__(self, fetch: Callable[[], pa.RecordBatch | None]):
-        self._fetch = fetch
-        self._queue: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._done = False
-
-    def next(self) -> pa.RecordBatch | None:
-        if self._done:
-            return None
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="result-read-ahead", daemon=True)
-            self._thread.start()
-        item = self._queue.get()
-        if item is self._END:
-            self._done = True
-            return None
-        if isinstance(item, BaseException):
-            self._done = True
-            raise item
-        return item
-
-    def stop(self) -> None:
-        """The consumer is done (finished, failed, or its call ended): the thread stops at its next step. It is
-        not waited for: it may be inside DuckDB for one batch, and the stream's close() handles the reader."""
-        self._stopped.set()
-
-    def _run(self) -> None:
-        try:
-            while not self._stopped.is_set():
-                batch = self._fetch()
-                if not self._put(self._END if batch is None else batch) or batch is None:
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
-            self._put(exc)
-
-    def _put(self, item: object) -> bool:
-        while not self._stopped.is_set():
-            try:
-                self._queue.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
