@@ -61,19 +61,35 @@ def test_failed_and_long_texts_are_not_kept(database):
     assert len(cache) == 0
 
 
-def test_cache_is_bounded_and_drops_the_oldest(database):
+def test_cache_is_bounded_and_drops_the_least_recently_used(database):
     cache = ParseCache(database.parse, entries=4)
-    first = cache("SELECT 0")
+    first, hot = cache("SELECT 0"), cache("SELECT 'hot'")
     for i in range(1, 10):
         cache(f"SELECT {i}")
+        assert cache("SELECT 'hot'") is hot  # used all along: kept
     assert len(cache) == 4
     assert cache("SELECT 9") is cache("SELECT 9")
     assert cache("SELECT 0") is not first
 
 
-@pytest.mark.parametrize("sql", ["DELETE FROM t", "INSERT INTO t VALUES (9)", "DROP TABLE t",
-                                 "EXPLAIN ANALYZE DELETE FROM t", "SELECT nextval('s')",
-                                 "COPY t TO 'out.csv'"])
+def test_literal_statements_do_not_push_queries_out(database):
+    """A stream of INSERTs with literal values (each text new) is not kept; queries, statements with
+    parameters and what the caller asks to keep are."""
+    cache = ParseCache(database.parse, entries=4)
+    query = cache("SELECT count(*) FROM t")
+    for i in range(50):
+        cache(f"INSERT INTO t VALUES ({i})")
+    assert cache("SELECT count(*) FROM t") is query
+    assert len(cache) == 1
+    assert cache("INSERT INTO t VALUES (?)") is cache("INSERT INTO t VALUES (?)")
+    assert cache("COMMIT", keep=True) is cache("COMMIT")
+
+
+# Texts the cache keeps (queries, or with parameters) that a reader may not run.
+@pytest.mark.parametrize("sql", ["DELETE FROM t WHERE a = ?", "INSERT INTO t VALUES (?)",
+                                 "UPDATE t SET a = ? WHERE a = 1", "EXPLAIN ANALYZE DELETE FROM t",
+                                 "SELECT nextval('s')",
+                                 "SELECT * FROM duckdb_secrets()"])
 def test_allowed_for_one_role_is_still_refused_for_another(pool, database, sql):
     """Admin runs (or is allowed) a text first; a reader sending the same text through the same cache is refused,
     every time; and the writer's or admin's allowance does not leak to the reader by order either."""

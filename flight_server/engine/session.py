@@ -212,7 +212,7 @@ class Session:
     def _control(self, sql: str):
         """A fixed statement the session runs itself (a reader's BEGIN/COMMIT around every statement), parsed
         once through the shared cache instead of on every use."""
-        return self.parse_cache(sql).last if self.parse_cache is not None else sql
+        return self.parse_cache(sql, keep=True).last if self.parse_cache is not None else sql
 
     def end_idle_snapshot(self) -> None:
         """Ends the read-only transaction a read session keeps after a statement, once no result of it is left
@@ -226,31 +226,30 @@ class Session:
         with self.busy():
             self._check_transaction(transaction_id)
             self._statement_begins()
-            with self._tracking_transactions(parsed):
-                return statements.run(self.conn, parsed)
+            return self._tracked(parsed, lambda: statements.run(self.conn, parsed))
 
     def execute_update(self, sql: str, transaction_id: bytes | None = None) -> int:
         parsed = self._parse(sql)
         with self.busy():
             self._check_transaction(transaction_id)
             self._statement_begins()
-            with self._tracking_transactions(parsed):
-                return statements.run_update(self.conn, parsed)
+            return self._tracked(parsed, lambda: statements.run_update(self.conn, parsed))
 
-    @contextlib.contextmanager
-    def _tracking_transactions(self, parsed: statements.Parsed):
-        """Notes whether SQL left a transaction open (BEGIN ... without COMMIT), for the idle-in-transaction
-        timeout. After a failure a BEGIN among the statements counts as open (DuckDB keeps a failed
-        transaction open until ROLLBACK)."""
-        kinds = [_transaction_kind(s.query) for s in parsed.statements if s.type == duckdb.StatementType.TRANSACTION]
+    def _tracked(self, parsed: statements.Parsed, run: Callable[[], object]):
+        """Runs `run`, noting whether SQL left a transaction open (BEGIN ... without COMMIT), for the
+        idle-in-transaction timeout. After a failure a BEGIN among the statements counts as open (DuckDB keeps
+        a failed transaction open until ROLLBACK)."""
+        kinds = parsed.transactions
+        if not kinds:
+            return run()
         try:
-            yield
+            result = run()
         except BaseException:
             if "begin" in kinds:
                 self.sql_transaction = True
             raise
-        if kinds:
-            self.sql_transaction = kinds[-1] == "begin"
+        self.sql_transaction = kinds[-1] == "begin"
+        return result
 
     def schema_of(self, sql: str) -> pa.Schema | None:
         """The result schema of a query without running it (None when it cannot be known beforehand)."""
@@ -487,12 +486,6 @@ class Session:
 # the session's running call while it holds the connection.
 CURRENT_CALL: contextvars.ContextVar[object | None] = contextvars.ContextVar("current_call", default=None)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
-
-
-def _transaction_kind(text: str) -> str:
-    """'begin' for BEGIN/START TRANSACTION, 'end' for COMMIT/END/ROLLBACK/ABORT."""
-    words = text.split()
-    return "begin" if words and words[0].upper() in ("BEGIN", "START") else "end"
 
 
 def _quote(identifier: str) -> str:

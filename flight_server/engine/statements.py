@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -46,6 +48,8 @@ class Parsed:
     is_query: bool = False
     # True when the last statement reports a changed-row count (INSERT, UPDATE, DELETE, MERGE).
     counts_rows: bool = False
+    # The transaction statements in the text, in order: "begin" (BEGIN/START) or "end" (COMMIT/ROLLBACK/...).
+    transactions: tuple[str, ...] = ()
     # Authorizers (by their decision_key) that have allowed this text: the decision depends only on the text,
     # the role and the policy, so it is made once (see Session._parse).
     allowed_for: set = field(default_factory=set, compare=False, repr=False)
@@ -76,36 +80,51 @@ def parse(sql: str, parser: Callable[[str], Sequence[duckdb.Statement]]) -> Pars
     for statement in statements:
         names.update(statement.named_parameters)
     last = statements[-1]
+    transactions = tuple(_transaction_kind(s.query) for s in statements if s.type == duckdb.StatementType.TRANSACTION)
     return Parsed(statements=statements, parameter_count=len(names),
                   is_query=list(last.expected_result_type) == [duckdb.ExpectedResultType.QUERY_RESULT],
-                  counts_rows=last.type in _COUNTING)
+                  counts_rows=last.type in _COUNTING, transactions=transactions)
+
+
+def _transaction_kind(text: str) -> str:
+    """'begin' for BEGIN/START TRANSACTION, 'end' for COMMIT/END/ROLLBACK/ABORT."""
+    words = text.split()
+    return "begin" if words and words[0].upper() in ("BEGIN", "START") else "end"
 
 
 class ParseCache:
     """Parsed SQL by its text, shared by every session of one database. BI tools and dashboards send the same
     texts again and again, and parsing one and deciding its role again costs more than running `SELECT 1`.
     Parsing is pure (the text alone decides the tree, whoever sends it and whatever the catalog holds), so a
-    cached parse is exact. Texts that fail to parse are not kept; neither are very long ones. Full: the oldest
-    entry goes (first in, first out: no bookkeeping on a hit)."""
+    cached parse is exact.
+
+    Kept: queries and texts with parameters (what gets repeated), and what the caller asks to keep. Not kept:
+    other statements without parameters (an INSERT with literal values is rarely sent twice, and a stream of
+    them would push everything else out), texts that fail to parse, very long texts. Full: the least recently
+    used entry goes."""
 
     def __init__(self, parser: Callable[[str], Sequence[duckdb.Statement]], entries: int = 1024,
                  longest: int = 16 * 1024):
         self._parser = parser
-        self._entries: dict[str, Parsed] = {}
+        self._entries: OrderedDict[str, Parsed] = OrderedDict()
         self._size = entries
         self._longest = longest
         self._lock = threading.Lock()
 
-    def __call__(self, sql: str) -> Parsed:
+    def __call__(self, sql: str, keep: bool = False) -> Parsed:
         parsed = self._entries.get(sql)
         if parsed is not None:
+            try:
+                self._entries.move_to_end(sql)
+            except KeyError:  # pushed out by another thread meanwhile
+                pass
             return parsed
         parsed = parse(sql, self._parser)
-        if len(sql) <= self._longest:
+        if len(sql) <= self._longest and (keep or parsed.is_query or parsed.parameter_count):
             with self._lock:
-                while len(self._entries) >= self._size:
-                    del self._entries[next(iter(self._entries))]
                 self._entries[sql] = parsed
+                while len(self._entries) > self._size:
+                    self._entries.popitem(last=False)
         return parsed
 
     def __len__(self) -> int:
@@ -127,11 +146,11 @@ def run(
         if not parsed.is_query:
             reader = conn.to_arrow_reader(_MIN_BATCH_ROWS)
             return Outcome(reader=reader, rowcount=0 if not parsed.counts_rows else -1)
-        description = conn.description
-        reader = conn.to_arrow_reader(batch_rows(description))
+        types = tuple(str(column[1]) for column in conn.description)
+        reader = conn.to_arrow_reader(_batch_rows_for(types))
         # The stream's schema (and so FlightInfo's) carries Flight SQL's column metadata, from the result's
         # DuckDB types; the batches pass through untouched.
-        schema = type_info.result_schema(reader.schema, [str(column[1]) for column in description])
+        schema = type_info.result_schema(reader.schema, types)
         return Outcome(reader=pa.RecordBatchReader.from_batches(schema, reader), rowcount=-1)
     except Exception as exc:
         raise classify(exc) from None
@@ -237,9 +256,17 @@ def batch_rows(description: Sequence[tuple] | None) -> int:
     """Rows per record batch so that one batch is about 4 MiB on the wire."""
     if not description:
         return _MIN_BATCH_ROWS
+    return _batch_rows_for(tuple(str(column[1]) for column in description))
+
+
+@functools.lru_cache(maxsize=1024)
+def _batch_rows_for(type_names: tuple[str, ...]) -> int:
+    """batch_rows by the result's DuckDB type names (the same few result shapes recur: worked out once)."""
+    if not type_names:
+        return _MIN_BATCH_ROWS
     width = 0
-    for column in description:
-        type_name = str(column[1]).upper()
+    for name in type_names:
+        type_name = name.upper()
         width += _WIDTHS.get(type_name, 16 if type_name.startswith("DECIMAL") else 48)
     rows = _TARGET_BATCH_BYTES // max(width, 1)
     rows = max(_MIN_BATCH_ROWS, min(_MAX_BATCH_ROWS, rows))
