@@ -212,10 +212,14 @@ def _shut_down(server, grace_period: float, log, started: float) -> NoReturn:
     WAL, and what a stalled call had open never was). `started`: when the signal came."""
     # While the grace period runs, the WAL goes into the database file (DuckDB allows that beside reads and
     # refuses it while a write is open): the final checkpoint then has little left to do.
-    threading.Thread(target=_checkpoint_quietly, args=(server.database,), name="early-checkpoint",
-                     daemon=True).start()
+    early = threading.Thread(target=_checkpoint_quietly, args=(server.database,), name="early-checkpoint",
+                             daemon=True)
+    early.start()
     interrupted = server.drain(grace_period)
     left = server.shutdown(timeout=STOP_TIMEOUT)
+    # A CHECKPOINT is a write transaction of its own: while the early one runs, DuckDB refuses the final one
+    # ("other write transactions active"), which a quick shutdown would reach first.
+    early.join(CHECKPOINT_TIMEOUT)
     if server.auth is not None:  # closed sessions' revocations fsync'd (at most 1 s old) before the exit
         _bounded(server.auth.signer.close, CHECKPOINT_TIMEOUT)
     stalled = left["calls_left"] or left["sessions_left"]

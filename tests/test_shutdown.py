@@ -115,6 +115,26 @@ def test_sigterm_when_idle_exits_at_once(start_server):
     assert record["sessions_left"] == 0 and not record["calls_left"], record
 
 
+def test_sigterm_right_after_writes_checkpoints_them_into_the_file(start_server, tmp_path):
+    """The early checkpoint (run while the grace period starts) is a write transaction of its own: a quick
+    shutdown must wait for it rather than have DuckDB refuse the final checkpoint ("other write transactions
+    active"), which left the writes in the WAL."""
+    database = str(tmp_path / "written.duckdb")
+    server = start_server(database=database, shutdown_grace_period=30)
+    with server.connect() as conn:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE w AS SELECT range AS i FROM range(200000)")
+        for i in range(20):
+            cur.execute(f"INSERT INTO w VALUES ({i})")
+        cur.close()
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(timeout=20) == 0, server.stderr_tail()
+    record = stopped_record(server.stderr_text())
+    assert record["checkpoint"] == "done", record
+    wal = database + ".wal"
+    assert not os.path.exists(wal) or os.path.getsize(wal) == 0, "the writes were left in the WAL"
+
+
 # A server whose connection cutting finds nothing to cut: the fallback bounds must still end the process.
 CANNOT_HANG_UP = textwrap.dedent("""
     import sys
