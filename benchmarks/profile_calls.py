@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import processes  # noqa: E402
 import run  # noqa: E402
-import targets  # noqa: E402
 import tpch  # noqa: E402
 
 WORKLOADS = ("select1", "connect", "insert")
