@@ -161,9 +161,9 @@ def launch_server(workdir: Path, database: str | None = None, fixed_port: int | 
         for key, value in flags.items():
             if value is None or value is False:
                 continue
-            argv.append("--" + key.replace("_", "-"))
-            if value is not True:
-                argv.append(str(value))
+            flag = "--" + key.replace("_", "-")
+            # --flag=value: a value that starts with '-' (a random secret can) is not taken for a flag.
+            argv.append(flag if value is True else f"{flag}={value}")
         stderr_path = workdir / f"server-{port}.stderr.log"
         stdout_path = workdir / f"server-{port}.stdout.log"
         with open(stderr_path, "wb") as err, open(stdout_path, "wb") as out:
