@@ -70,7 +70,7 @@ def test_cached_xdbc_type_info_is_the_built_answer(data_type):
 
 
 class _Server(MetadataHandlers):
-    sql_info_values = VALUES
+    sql_info = sql_info.Answers(VALUES)
 
 
 def _locked_session():
@@ -93,9 +93,9 @@ def test_constant_metadata_needs_no_session_lock(command):
 def test_sql_info_answers_follow_the_servers_values():
     server = _Server()
     assert server._sql_info(None, sql.CommandGetSqlInfo()).equals(sql_info.table(VALUES))
-    server.sql_info_values = {**VALUES, sql_info.FLIGHT_SQL_SERVER_READ_ONLY: True}
+    server.sql_info = sql_info.Answers({**VALUES, sql_info.FLIGHT_SQL_SERVER_READ_ONLY: True})
     answer = server._sql_info(None, sql.CommandGetSqlInfo(info=[sql_info.FLIGHT_SQL_SERVER_READ_ONLY]))
-    assert answer.equals(sql_info.table(server.sql_info_values, [sql_info.FLIGHT_SQL_SERVER_READ_ONLY]))
+    assert answer.equals(sql_info.table(server.sql_info.values, [sql_info.FLIGHT_SQL_SERVER_READ_ONLY]))
 
 
 # ---------------------------------------------------------------------------

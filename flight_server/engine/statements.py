@@ -147,7 +147,7 @@ def run(
             reader = conn.to_arrow_reader(_MIN_BATCH_ROWS)
             return Outcome(reader=reader, rowcount=0 if not parsed.counts_rows else -1)
         types = tuple(str(column[1]) for column in conn.description)
-        reader = conn.to_arrow_reader(_batch_rows_for(types))
+        reader = conn.to_arrow_reader(batch_rows(types))
         # The stream's schema (and so FlightInfo's) carries Flight SQL's column metadata, from the result's
         # DuckDB types; the batches pass through untouched.
         schema = type_info.result_schema(reader.schema, types)
@@ -252,16 +252,10 @@ def _bound_schema(conn: duckdb.DuckDBPyConnection, names: Sequence[str], types: 
     return pa.schema(fields) if _table_checked[0] else None
 
 
-def batch_rows(description: Sequence[tuple] | None) -> int:
-    """Rows per record batch so that one batch is about 4 MiB on the wire."""
-    if not description:
-        return _MIN_BATCH_ROWS
-    return _batch_rows_for(tuple(str(column[1]) for column in description))
-
-
 @functools.lru_cache(maxsize=1024)
-def _batch_rows_for(type_names: tuple[str, ...]) -> int:
-    """batch_rows by the result's DuckDB type names (the same few result shapes recur: worked out once)."""
+def batch_rows(type_names: tuple[str, ...]) -> int:
+    """Rows per record batch so that one batch is about 4 MiB on the wire, from the result's DuckDB type names
+    (memoized: the same few result shapes recur)."""
     if not type_names:
         return _MIN_BATCH_ROWS
     width = 0

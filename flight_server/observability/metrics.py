@@ -29,6 +29,16 @@ class Metrics:
         self.running = Gauge("flight_admission_running", "Statements executing now.", registry=r)
         self.breaker = Gauge("flight_circuit_breaker_state", "0 closed, 1 half-open, 2 open.", registry=r)
         ProcessCollector(registry=r)
+        self._children: dict[tuple, object] = {}
+
+    def labels(self, metric, *values):
+        """metric.labels(*values), looked up once per series: prometheus-client takes a lock on every labels()
+        call, and the hot path (every RPC, every statement) uses the same few series."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
     def bind(self, sessions: Callable[[], int], queue: Callable[[], dict], breaker: Callable[[], dict]) -> None:
         """Gauges read their values from the live objects when scraped."""

@@ -32,18 +32,9 @@ class StatementGuard:
         self.stats = stats
         self.metrics = metrics
         self._ids = itertools.count(1)
-        self._series: dict[str, tuple] = {}  # kind -> its metric series, looked up once (labels() takes a lock)
 
     def statement(self, route: Route, call: Call, context, message) -> Statement:
         return Statement(self, route, call, context, message)
-
-    def series(self, kind: str) -> tuple:
-        found = self._series.get(kind)
-        if found is None:
-            m = self.metrics
-            found = self._series[kind] = (m.statements.labels(kind, "ok"), m.statements.labels(kind, "error"),
-                                          m.duration.labels(kind))
-        return found
 
     def count_streamed(self, rows: int, nbytes: int) -> None:
         self.stats.streamed(rows, nbytes)
@@ -154,9 +145,9 @@ class Statement:
         else:
             written = kind in _WRITES
             guard.stats.record(seconds, error is None, rows if written else 0)
-            ok, failed, duration = guard.series(kind)
-            (ok if error is None else failed).inc()
-            duration.observe(seconds)
+            metrics = guard.metrics
+            metrics.labels(metrics.statements, kind, "ok" if error is None else "error").inc()
+            metrics.labels(metrics.duration, kind).observe(seconds)
             if error is None and written and rows > 0:
                 guard.metrics.rows_written.inc(rows)
         self._log(error, seconds, rows, nbytes)

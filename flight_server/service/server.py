@@ -22,6 +22,7 @@ from ..resilience.recovery import DatabaseRecovery
 from ..resilience.watchdog import Watchdog
 from ..protocol import commands
 from ..protocol import flight_sql_pb2 as sql
+from ..protocol import sql_info
 from . import routes, status
 from .capabilities import sql_info_values
 from .guard import StatementGuard
@@ -65,7 +66,6 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         pa.array([0])
         # Everything the RPC guard touches exists before the port opens.
         self.metrics = Metrics()
-        self._rpc_series: dict[tuple[str, str], object] = {}
         self._debug = config.log_level == "debug"
         handshake = HandshakeAcceptor() if auth is not None else None
         super().__init__(config.location, auth_handler=handshake,
@@ -78,7 +78,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
         self.policy = policy or Policy()
         self._authorizers: dict[str, RoleAuthorizer] = {}
         self.started = time.time()
-        self.sql_info_values = sql_info_values(config.read_only, database.version, database.keywords())
+        self.sql_info = sql_info.Answers(sql_info_values(config.read_only, database.version, database.keywords()))
         self.stats = StatementStats()
         self.admission = AdmissionController(config.max_concurrent_statements, config.max_queued_statements,
                                              config.queue_timeout, per_user=config.user_statement_cap)
@@ -172,10 +172,7 @@ class FlightSqlServer(StatementHandlers, PreparedHandlers, MetadataHandlers, Ses
                 log.error("rpc failed", rpc=rpc, error=status.log_detail(exc), exc_type=type(exc).__name__)
             raise mapped from None
         finally:
-            series = self._rpc_series.get((rpc, code))
-            if series is None:
-                series = self._rpc_series[(rpc, code)] = self.metrics.rpcs.labels(rpc, code)
-            series.inc()
+            self.metrics.labels(self.metrics.rpcs, rpc, code).inc()
             if self._debug:
                 # One record per RPC is debug: a query is several RPCs, and each record costs more than the
                 # routing itself. Statements keep their info record (with user, rows, time and outcome).

@@ -13,7 +13,7 @@ import pyarrow.flight as flight
 
 from ...engine import catalog, type_info
 from ...protocol import flight_sql_pb2 as sql
-from ...protocol import schemas, sql_info
+from ...protocol import schemas
 from .base import Call, info_for, optional
 
 # Flight SQL reports DuckDB's table types with the usual JDBC names.
@@ -46,10 +46,7 @@ class MetadataHandlers:
     # -- builders (run under the session lock, except the _CONSTANT ones, which get no connection) ----------
 
     def _sql_info(self, conn, command: sql.CommandGetSqlInfo) -> pa.Table:
-        answers = self.__dict__.get("_sql_info_answers")
-        if answers is None or answers.values is not self.sql_info_values:
-            answers = self._sql_info_answers = sql_info.Answers(self.sql_info_values)
-        return answers.table(command.info)
+        return self.sql_info.table(command.info)
 
     def _xdbc(self, conn, command: sql.CommandGetXdbcTypeInfo) -> pa.Table:
         return _xdbc_table(optional(command, "data_type"))

@@ -81,7 +81,7 @@ class OperationsHandlers:
                 "uptime_seconds": round(time.time() - self.started, 3),
                 "memory_limit": self.database.setting("memory_limit"),
                 "worker_threads": int(self.database.setting("threads")),
-                "version": self.sql_info_values[1],
+                "version": self.sql_info.values[1],
             },
             "metrics": {k: stats[k] for k in ("total_queries", "successful_queries", "failed_queries",
                                                "success_rate", "avg_query_time")},
