@@ -78,8 +78,8 @@ class SessionPool:
             except Exception as exc:
                 raise InternalError(f"could not open a DuckDB connection: {exc}") from None
             session = Session(session_id=f"s{next(self._ids)}", conn=conn, max_prepared=self.max_prepared,
-                              authorizer=authorizer, parser=self._parse, parse_cache=self.parse_cache, owner=owner, max_parked=self.max_parked,
-                              spill_space=self.spill)
+                              authorizer=authorizer, parser=self._parse, parse_cache=self.parse_cache, owner=owner,
+                              max_parked=self.max_parked, spill_space=self.spill)
             if peer:
                 session.peers[peer] = session.last_used
             self._sessions[key] = session
